@@ -15,6 +15,7 @@ extern "C" {
 #endif
 
 #define FERRY_JSON_SORTED 1u /* sort object keys bytewise (canonical form) */
+#define FERRY_JSON_INDENT 2u /* one member a line, indented by two spaces (for people) */
 
 /* Serialises v; returns a malloc'd NUL-terminated string or NULL on OOM. */
 char *ferry_json_dump(const json_t *v, unsigned flags);

@@ -60,6 +60,44 @@ int cli_cmd_log(cli_env *env, const cli_args *a);
 int cli_cmd_customers(cli_env *env, const cli_args *a);
 int cli_cmd_status(cli_env *env, const cli_args *a);
 
+int cli_cmd_plan(cli_env *env, const cli_args *a);
+int cli_cmd_rewind(cli_env *env, const cli_args *a);
+int cli_cmd_resume(cli_env *env, const cli_args *a);
+int cli_cmd_replay(cli_env *env, const cli_args *a);
+int cli_cmd_explain(cli_env *env, const cli_args *a);
+int cli_cmd_history(cli_env *env, const cli_args *a);
+int cli_cmd_sync(cli_env *env, const cli_args *a);
+
+/* A customer's projection opened for a command: store, mapping, projector. */
+typedef struct cli_project {
+  ferry_store *store;
+  struct ferry_mapping *mapping;
+  struct ferry_projector *proj;
+} cli_project;
+
+typedef enum cli_project_mode {
+  CLI_PROJECT_WORK = 0,   /* writer; refuses a changed mapping */
+  CLI_PROJECT_REBUILD = 1, /* writer; a changed mapping is what it is for */
+  CLI_PROJECT_READ = 2    /* read-only; reports a changed mapping instead of refusing */
+} cli_project_mode;
+
+/* Opens store, mapping (from the config) and the customer's projector; on
+ * failure prints why and returns the exit status. */
+int cli_project_open(const cli_env *env, const char *customer, cli_project_mode mode,
+                     cli_project *out);
+void cli_project_close(cli_project *cp);
+
+/* Progress on a terminal for work that takes more than a second. */
+typedef struct cli_progress {
+  const char *what; /* "folded", "synced" */
+  const char *unit; /* "events", "calls" */
+  double start;
+  bool shown;
+} cli_progress;
+void cli_progress_init(cli_progress *pr, const char *what, const char *unit);
+void cli_progress_update(void *arg, uint64_t done, uint64_t total);
+void cli_progress_end(cli_progress *pr);
+
 /* Prints "ferry: <message>" for err and returns its exit status. */
 int cli_fail(const ferry_error *err);
 /* Prints "ferry: <formatted>" and returns the exit status for st. */

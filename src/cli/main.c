@@ -20,6 +20,15 @@ static const cli_opt log_opts[] = {
     {"from-seq", true, "N", "start at event N (default 1)"},
     {"limit", true, "K", "print at most K events"},
     {NULL, false, NULL, NULL}};
+static const cli_opt rewind_opts[] = {
+    {"to-seq", true, "N", "the seq to rewind to (required)"},
+    {"hold", false, NULL, "stay at N until 'ferry resume' (the next sync rolls the cloud back)"},
+    {NULL, false, NULL, NULL}};
+static const cli_opt history_opts[] = {
+    {"entity", true, "E/KEY", "only calls for this entity"},
+    {"row", true, "TABLE/KEY", "only calls caused by changes of this legacy row"},
+    {"json", false, NULL, "one JSON object a line"},
+    {NULL, false, NULL, NULL}};
 static const cli_opt json_opts[] = {{"json", false, NULL, "print JSON"}, {NULL, false, NULL, NULL}};
 static const cli_opt no_opts[] = {{NULL, false, NULL, NULL}};
 
@@ -36,8 +45,30 @@ static const cli_command commands[] = {
     {"customers", "", "list the customers that have a log, with their head seq",
      "Lists every customer in the data directory.", json_opts, 0, 0, false, cli_cmd_customers},
     {"status", "[CUSTOMER]", "show a customer's (or every customer's) state",
-     "Shows the head seq of the log (and, once projected, the projection's state).", json_opts, 0,
+     "Shows the head seq of the log and, with --config, the projection: projected seq, hold,\n"
+     "pending and failed entities (with the cloud's answer), the last sync.", json_opts, 0,
      1, false, cli_cmd_status},
+    {"plan", "CUSTOMER", "fold new events and print the cloud calls a sync would make",
+     "Folds the events after the checkpoint into the projection and prints the calls a sync\n"
+     "would make, in the order it would make them (creates by reference order, patches with\n"
+     "only the changed fields, deletes in reverse reference order), each with the events that\n"
+     "caused it. Sends nothing; needs no cloud.", json_opts, 1, 1, true, cli_cmd_plan},
+    {"rewind", "CUSTOMER --to-seq N", "reset the projection to the state as of seq N",
+     "Rebuilds the projection from events 1..N. Without --hold the next plan or sync replays\n"
+     "N+1.. (so the cloud ends where it was); with --hold it stays at N, and the next sync\n"
+     "rolls the cloud back to that state until 'ferry resume'.", rewind_opts, 1, 1, true,
+     cli_cmd_rewind},
+    {"resume", "CUSTOMER", "lift a hold set by rewind --hold", "Lifts the hold.", no_opts, 1, 1,
+     true, cli_cmd_resume},
+    {"replay", "CUSTOMER", "rebuild the projection from seq 0 with the current mapping",
+     "Rebuilds the projection with the current mapping (after a mapping fix). The next sync\n"
+     "sends only what changed.", no_opts, 1, 1, true, cli_cmd_replay},
+    {"history", "CUSTOMER", "the audit trail of cloud calls",
+     "Every cloud call made for the customer: when, its result, the fields it changed and the\n"
+     "event seqs that caused it.", history_opts, 1, 1, true, cli_cmd_history},
+    {"explain", "CUSTOMER E/KEY", "why an entity looks the way it does",
+     "An entity's desired and applied payload, its cloud id, and the legacy rows (with versions\n"
+     "and seqs) it was built from.", json_opts, 2, 2, true, cli_cmd_explain},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

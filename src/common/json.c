@@ -15,6 +15,7 @@ typedef struct out {
   char *p;
   size_t len, cap;
   int oom;
+  int depth;
 } out;
 
 static void put(out *o, const char *s, size_t n) {
@@ -74,6 +75,13 @@ static int cmp_keys(const void *a, const void *b) {
 
 static void dump(out *o, const json_t *v, unsigned flags);
 
+/* A newline and the indentation of the current depth, when indenting. */
+static void newline(out *o, unsigned flags) {
+  if (!(flags & FERRY_JSON_INDENT)) return;
+  put(o, "\n", 1);
+  for (int i = 0; i < o->depth; i++) put(o, "  ", 2);
+}
+
 static void dump_object(out *o, const json_t *v, unsigned flags) {
   size_t n = json_object_size(v), i = 0;
   const char **keys = malloc((n ? n : 1) * sizeof *keys);
@@ -83,12 +91,16 @@ static void dump_object(out *o, const json_t *v, unsigned flags) {
   json_object_foreach((json_t *)v, k, x) keys[i++] = k;
   if (flags & FERRY_JSON_SORTED) qsort(keys, n, sizeof *keys, cmp_keys);
   put(o, "{", 1);
+  o->depth++;
   for (i = 0; i < n; i++) {
     if (i) put(o, ",", 1);
+    newline(o, flags);
     put_string(o, keys[i], strlen(keys[i]));
-    put(o, ":", 1);
+    put(o, (flags & FERRY_JSON_INDENT) ? ": " : ":", (flags & FERRY_JSON_INDENT) ? 2 : 1);
     dump(o, json_object_get(v, keys[i]), flags);
   }
+  o->depth--;
+  if (n) newline(o, flags);
   put(o, "}", 1);
   free(keys);
 }
@@ -99,10 +111,14 @@ static void dump(out *o, const json_t *v, unsigned flags) {
   case JSON_OBJECT: dump_object(o, v, flags); break;
   case JSON_ARRAY:
     put(o, "[", 1);
+    o->depth++;
     for (size_t i = 0; i < json_array_size(v); i++) {
       if (i) put(o, ",", 1);
+      newline(o, flags);
       dump(o, json_array_get(v, i), flags);
     }
+    o->depth--;
+    if (json_array_size(v)) newline(o, flags);
     put(o, "]", 1);
     break;
   case JSON_STRING: put_string(o, json_string_value(v), json_string_length(v)); break;
@@ -117,7 +133,7 @@ static void dump(out *o, const json_t *v, unsigned flags) {
 }
 
 char *ferry_json_dump(const json_t *v, unsigned flags) {
-  out o = {NULL, 0, 0, 0};
+  out o = {NULL, 0, 0, 0, 0};
   if (!v) return NULL;
   dump(&o, v, flags);
   if (o.oom) { free(o.p); return NULL; }

@@ -1,0 +1,206 @@
+/*
+ * The projector: folds a customer's event log through the mapping into the
+ * state the cloud should have (desired), compares it with what ferry last put
+ * in the cloud (applied), and plans the calls that close the gap. It owns
+ * every projection and applied-state format; the applier (ferry/cloud.h)
+ * performs the calls and reports each outcome back through
+ * ferry_projector_record_*, which writes applied state, the audit record and
+ * the dirty mark in one batch.
+ *
+ * Work is proportional to the change: a fold touches only the entities the
+ * folded rows can affect (see src/projector/fold.c's DESIGN block).
+ */
+#ifndef FERRY_PROJECTOR_H
+#define FERRY_PROJECTOR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ferry/ferry.h"
+#include "ferry/mapping.h"
+#include "ferry/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ferry_projector ferry_projector;
+
+typedef struct ferry_projector_opts {
+  const char *id_field;           /* the cloud's id field, default "id" */
+  const char *external_key_field; /* default "legacy_key" */
+} ferry_projector_opts;
+
+/* Opens customer's projection over store with mapping (both borrowed, must
+ * outlive it). Fails with FERRY_EMAPPING_CHANGED (and a message telling the
+ * user to run `ferry replay`) when the projection was built with another
+ * mapping — unless allow_mapping_change (replay, status, explain). */
+ferry_status ferry_projector_open(ferry_projector **out, ferry_store *store,
+                                  const ferry_mapping *mapping, const char *customer,
+                                  const ferry_projector_opts *opts, bool allow_mapping_change,
+                                  ferry_error *err);
+void ferry_projector_close(ferry_projector *p);
+
+typedef struct ferry_projection_info {
+  uint64_t head_seq;       /* the log's head */
+  uint64_t folded_seq;     /* events folded into the projection */
+  bool held;               /* rewound with --hold */
+  uint64_t hold_seq;
+  bool mapping_changed;    /* recorded mapping differs from the current one */
+  char mapping_hash[40];   /* the recorded one ("" before the first fold) */
+  uint64_t dirty;          /* entities whose cloud state differs from desired */
+  uint64_t failed;         /* entities the cloud refused */
+  int64_t last_sync_us;    /* 0: never */
+  char last_sync_result[128];
+} ferry_projection_info;
+
+ferry_status ferry_projector_info(ferry_projector *p, ferry_projection_info *info, ferry_error *err);
+
+/* Progress of a long fold: events done of total. */
+typedef void (*ferry_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Folds the events after the checkpoint (up to the head, or the hold) into the
+ * projection, in batches each committed atomically with its checkpoint.
+ * *folded (may be NULL) gets the number of events folded. */
+ferry_status ferry_projector_fold(ferry_projector *p, ferry_progress_fn progress, void *arg,
+                                  uint64_t *folded, ferry_error *err);
+
+/* Resets the projection to the state as of to_seq (refolding 1..to_seq);
+ * applied state is untouched, so the next sync sends the difference. With
+ * hold the projection stays at to_seq until ferry_projector_resume. */
+ferry_status ferry_projector_rewind(ferry_projector *p, uint64_t to_seq, bool hold,
+                                    ferry_progress_fn progress, void *arg, ferry_error *err);
+ferry_status ferry_projector_resume(ferry_projector *p, ferry_error *err);
+/* Rebuilds the projection from seq 0 with the current mapping (and records it). */
+ferry_status ferry_projector_replay(ferry_projector *p, ferry_progress_fn progress, void *arg,
+                                    ferry_error *err);
+
+/* Tables the mapping names that the customer's log has never mentioned. */
+ferry_status ferry_projector_unseen_tables(ferry_projector *p, char ***tables, size_t *n,
+                                           ferry_error *err);
+
+/* ------------------------------------------------------------------ plan --- */
+
+typedef enum ferry_call_kind {
+  FERRY_CALL_NONE = 0,   /* dirty but nothing to send (e.g. already equal) */
+  FERRY_CALL_CREATE = 1,
+  FERRY_CALL_PATCH = 2,
+  FERRY_CALL_DELETE = 3,
+  FERRY_CALL_WAIT = 4    /* references an entity that is not in the cloud yet */
+} ferry_call_kind;
+
+/* One planned cloud call. Owned by the projector's callback scope unless
+ * copied with ferry_call_dup. */
+typedef struct ferry_call {
+  ferry_call_kind kind;
+  char *entity;          /* entity type */
+  char *key;             /* entity key */
+  unsigned rank;         /* reference order: referenced types have lower ranks */
+  char *endpoint;        /* "/contacts" */
+  char *cloud_id;        /* PATCH/DELETE: the id as JSON text ("7" or "\"ab\""); else NULL */
+  json_t *body;          /* CREATE: full payload with the external key; PATCH: changed fields */
+  json_t *resolved;      /* CREATE/PATCH: the full payload the cloud will have afterwards */
+  char **fields;         /* changed field names (CREATE: all), sorted */
+  size_t nfields;
+  uint64_t *seqs;        /* the events that caused it */
+  size_t nseqs;
+  char *external_key;    /* "entity/key": the external key field's value */
+  uint64_t generation;   /* CREATE: the create generation the Idempotency-Key derives from */
+  bool resume_create;    /* CREATE: an earlier attempt may have reached the cloud */
+  char *waits_for;       /* WAIT: "entity/key" it waits for */
+} ferry_call;
+
+ferry_call *ferry_call_dup(const ferry_call *c);
+void ferry_call_free(ferry_call *c);
+
+/* Plans the calls for every dirty entity: creates and patches in ascending
+ * rank, then deletes in descending rank; fn gets each (including NONE and
+ * WAIT so callers can report them) and may stop the walk by returning
+ * non-zero. Read-only: the projection is not changed. With phase >= 0 only
+ * that phase: 2*rank for creates/patches of rank, 2*nranks-1-2*rank... see
+ * ferry_projector_phases. */
+ferry_status ferry_projector_plan(ferry_projector *p, int (*fn)(void *arg, const ferry_call *c),
+                                  void *arg, ferry_error *err);
+
+/* The applier's view: the plan split into phases it must run in order
+ * (every call of a phase may run concurrently). Phase i of n. */
+unsigned ferry_projector_phases(const ferry_projector *p);
+ferry_status ferry_projector_plan_phase(ferry_projector *p, unsigned phase,
+                                        int (*fn)(void *arg, const ferry_call *c), void *arg,
+                                        ferry_error *err);
+
+/* Plans one entity now (after earlier phases changed applied state). */
+ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity, const char *key,
+                                         ferry_call **out, ferry_error *err);
+
+/* ---------------------------------------------------------- applier hooks --- */
+
+/* Before the first attempt of a create: stores the create intent durably and
+ * returns the generation to derive the Idempotency-Key from. If an earlier
+ * intent is pending (a crash or an ambiguous answer), keeps its generation and
+ * sets *resume so the applier looks the record up by external key first. */
+ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
+                                          uint64_t *generation, bool *resume, ferry_error *err);
+
+typedef enum ferry_outcome {
+  FERRY_OUTCOME_OK = 0,      /* 2xx */
+  FERRY_OUTCOME_ADOPTED = 1, /* create: found an existing record by external key */
+  FERRY_OUTCOME_GONE = 2,    /* delete or patch: 404, the record is not there */
+  FERRY_OUTCOME_FAILED = 3,  /* refused (4xx other than 404/408/429) or out of attempts */
+  FERRY_OUTCOME_UNKNOWN = 4  /* gave up without knowing (e.g. shutdown): leave it dirty */
+} ferry_outcome;
+
+typedef struct ferry_call_result {
+  ferry_outcome outcome;
+  int http_status;       /* last status, 0 if no answer */
+  const char *cloud_id;  /* CREATE/ADOPTED: the new id as JSON text */
+  const char *method;    /* as sent */
+  const char *path;
+  const char *error;     /* FAILED: a short reason (status and response excerpt) */
+  unsigned attempts;
+  int64_t latency_us;
+} ferry_call_result;
+
+/* Records a finished call in one write batch: applied state (cloud id,
+ * payload), the audit record, the dirty mark removed (or kept), and the
+ * entities that reference this one marked dirty when its cloud id changed. */
+ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
+                                    const ferry_call_result *r, ferry_error *err);
+
+/* Makes every recorded outcome (written without waiting for the disk) and
+ * create intent durable: one WAL sync for many calls. */
+ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err);
+
+/* Marks every failed entity dirty again (sync --retry-failed). */
+ferry_status ferry_projector_retry_failed(ferry_projector *p, uint64_t *n, ferry_error *err);
+
+/* Calls fn for every failed entity with the cloud's last refusal; fn returns
+ * non-zero to stop. */
+ferry_status ferry_projector_failed(ferry_projector *p,
+                                    int (*fn)(void *arg, const char *entity, const char *key,
+                                              int http_status, const char *error),
+                                    void *arg, ferry_error *err);
+
+/* Records the end of a sync run (status shows it). */
+ferry_status ferry_projector_note_sync(ferry_projector *p, const char *result, ferry_error *err);
+
+/* ------------------------------------------------------- explain / history --- */
+
+/* desired, applied, cloud id and the legacy rows the entity was built from
+ * (table, key, version, seq), as a new JSON object. */
+ferry_status ferry_projector_explain(ferry_projector *p, const char *entity, const char *key,
+                                     json_t **out, ferry_error *err);
+
+/* Audit records, oldest first, as JSON objects; filter by entity "E/KEY" or
+ * legacy row "TABLE/KEY" (either may be NULL). */
+ferry_status ferry_projector_history(ferry_projector *p, const char *entity_filter,
+                                     const char *row_filter,
+                                     int (*fn)(void *arg, json_t *record), void *arg,
+                                     ferry_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_PROJECTOR_H */

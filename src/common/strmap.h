@@ -1,0 +1,32 @@
+/*
+ * A string-keyed hash map that owns copies of its keys (XXH3, open
+ * addressing, linear probing). Values are the caller's. Iteration is in
+ * insertion order, which keeps derived output deterministic.
+ */
+#ifndef FERRY_COMMON_STRMAP_H
+#define FERRY_COMMON_STRMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct strmap_entry {
+  char *key;   /* owned, NUL-terminated (may also hold NULs: len says) */
+  size_t len;
+  void *val;
+} strmap_entry;
+
+typedef struct strmap {
+  strmap_entry *entries; /* insertion order */
+  size_t count, cap;
+  uint32_t *slots;       /* index+1 into entries; 0 empty */
+  size_t nslots;
+} strmap;
+
+void strmap_init(strmap *m);
+/* Returns the entry for key, adding it (val NULL) if absent; NULL on OOM. */
+strmap_entry *strmap_upsert(strmap *m, const void *key, size_t len, int *added);
+strmap_entry *strmap_get(const strmap *m, const void *key, size_t len);
+/* Frees keys; values are freed by free_val if not NULL. */
+void strmap_free(strmap *m, void (*free_val)(void *));
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * Internal: the projector's state and the helpers its files share
+ * (projector.c: open/state/rewind; fold.c: fold and derive; plan.c: plans;
+ * record.c: applier outcomes and audit; explain.c: explain and history).
+ */
+#ifndef FERRY_PROJECTOR_PROJ_H
+#define FERRY_PROJECTOR_PROJ_H
+
+#include <stdbool.h>
+
+#include "ferry/mapping.h"
+#include "ferry/projector.h"
+#include "ferry/store.h"
+#include "ferry/v1/state.pb-c.h"
+#include "projector/keys.h"
+
+#define FERRY_CAUSES_MAX 64   /* cause seqs kept per pending entity */
+#define FERRY_EKEY_MAX 1024   /* entity keys, like row keys */
+
+struct ferry_projector {
+  ferry_store *store;
+  const ferry_mapping *map;
+  char *customer;
+  char *id_field;
+  char *ext_field;
+  size_t nentities;
+  const ferry_mapping_join *joins;
+  size_t njoins;
+  /* the checkpoint, as last read or written */
+  uint64_t folded_seq;
+  bool held;
+  uint64_t hold_seq;
+  char *mapping_hash;      /* recorded with the projection ("" before the first fold) */
+  uint64_t rebuild_target; /* a rewind/replay in progress (with rebuilding) */
+  bool rebuilding;
+  int64_t last_fold_us, last_sync_us;
+  char *last_sync_result;
+  uint64_t audit_seq;
+};
+
+/* Reads / writes the checkpoint (meta "projection"). put adds it to a batch. */
+ferry_status proj_state_load(ferry_projector *p, ferry_error *err);
+ferry_status proj_state_put(ferry_projector *p, ferry_wbatch *b, ferry_error *err);
+
+/* Reads one value through a batch (its own writes first, then the store) or,
+ * with b NULL, from the store. FERRY_ENOTFOUND when absent. */
+ferry_status proj_get(ferry_projector *p, ferry_wbatch *b, ferry_cf cf, const ferry_key *k,
+                      char **val, size_t *vlen, ferry_error *err);
+
+/* Decoded records, NULL when absent. */
+ferry_status proj_desired_get(ferry_projector *p, ferry_wbatch *b, const char *entity,
+                              const char *ekey, Ferry__V1__DesiredEntity **out, ferry_error *err);
+ferry_status proj_applied_get(ferry_projector *p, ferry_wbatch *b, const char *entity,
+                              const char *ekey, Ferry__V1__AppliedEntity **out, ferry_error *err);
+void proj_put_pb(ferry_wbatch *b, ferry_cf cf, const ferry_key *k, const ProtobufCMessage *msg);
+
+/* Whether the entity's cloud state differs from its desired state. */
+bool proj_is_dirty(const Ferry__V1__DesiredEntity *d, const Ferry__V1__AppliedEntity *a);
+/* Sets or clears the dirty mark of (entity i, ekey). */
+void proj_mark_dirty(ferry_projector *p, ferry_wbatch *b, size_t entity, const char *ekey, bool dirty);
+/* Marks every entity that references (entity, ekey) dirty. */
+ferry_status proj_mark_referrers(ferry_projector *p, ferry_wbatch *b, size_t entity,
+                                 const char *ekey, ferry_error *err);
+
+/* A row source over the mirror as seen through b (NULL: the store); ctx
+ * holds p and b and must outlive src. */
+typedef struct proj_src {
+  ferry_projector *p;
+  ferry_wbatch *b;
+} proj_src;
+void proj_row_source(proj_src *ctx, ferry_row_source *src);
+/* The live row (table, key) through b as a JSON object, or NULL; *mr (optional) the record. */
+ferry_status proj_mirror_row(ferry_projector *p, ferry_wbatch *b, const char *table,
+                             const char *key, json_t **row, Ferry__V1__MirrorRow **mr,
+                             ferry_error *err);
+
+/* Folds events (folded_seq, limit] in batches. */
+ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn progress,
+                          void *arg, uint64_t *folded, ferry_error *err);
+
+/* After a rebuild: every applied entity with no desired state becomes dirty. */
+ferry_status proj_reconcile(ferry_projector *p, ferry_error *err);
+
+/* Hex of a 16-byte hash. */
+void proj_hex(const uint8_t *b, size_t n, char *out);
+
+#endif /* FERRY_PROJECTOR_PROJ_H */
