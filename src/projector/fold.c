@@ -42,7 +42,6 @@
 #include "ferry/v1/event.pb-c.h"
 #include "projector/proj.h"
 
-#define FOLD_BATCH_EVENTS 20000
 
 typedef struct seqlist {
   uint64_t *v;
@@ -688,7 +687,7 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, uint64_t *last, 
   size_t len;
   int r = 0;
   /* seqs are consecutive, so stopping at seq == to never reads past it */
-  while (n < FOLD_BATCH_EVENTS && seq < to && (r = ferry_log_iter_next(it, &seq, &ev, &len)) == 1) {
+  while (n < p->fold_batch && seq < to && (r = ferry_log_iter_next(it, &seq, &ev, &len)) == 1) {
     Ferry__V1__Event *e = ferry__v1__event__unpack(NULL, len, ev);
     if (!e || !e->change) {
       if (e) ferry__v1__event__free_unpacked(e, NULL);

@@ -23,6 +23,7 @@ struct ferry_projector {
   char *customer;
   char *id_field;
   char *ext_field;
+  size_t fold_batch;       /* events per fold batch */
   size_t nentities;
   const ferry_mapping_join *joins;
   size_t njoins;
