@@ -30,7 +30,7 @@ int cli_project_open(const cli_env *env, const char *customer, cli_project_mode 
   if ((rc = cli_open_store(env, mode == CLI_PROJECT_READ ? FERRY_STORE_READ : FERRY_STORE_WRITE,
                            &out->store)))
     goto done;
-  ferry_projector_opts opts = {env->cfg->cloud.id_field, env->cfg->cloud.external_key_field};
+  ferry_projector_opts opts = {env->cfg->cloud.id_field, env->cfg->cloud.external_key_field, 0};
   if (ferry_projector_open(&out->proj, out->store, out->mapping, customer, &opts,
                            mode != CLI_PROJECT_WORK, &err))
     rc = cli_fail(&err);

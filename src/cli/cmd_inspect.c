@@ -77,7 +77,7 @@ static int add_failed(void *arg, const char *entity, const char *key, int status
 static int add_projection(list_ctx *c, const char *customer, json_t *o, bool details) {
   ferry_projector *p = NULL;
   ferry_projection_info info;
-  ferry_projector_opts opts = {c->env->cfg->cloud.id_field, c->env->cfg->cloud.external_key_field};
+  ferry_projector_opts opts = {c->env->cfg->cloud.id_field, c->env->cfg->cloud.external_key_field, 0};
   if (ferry_projector_open(&p, c->store, c->mapping, customer, &opts, true, &c->err) ||
       ferry_projector_info(p, &info, &c->err)) {
     ferry_projector_close(p);

@@ -29,6 +29,10 @@ static const cli_opt history_opts[] = {
     {"row", true, "TABLE/KEY", "only calls caused by changes of this legacy row"},
     {"json", false, NULL, "one JSON object a line"},
     {NULL, false, NULL, NULL}};
+static const cli_opt sync_opts[] = {
+    {"retry-failed", false, NULL, "try the entities the cloud refused again"},
+    {"verbose", false, NULL, "print every call as it completes"},
+    {NULL, false, NULL, NULL}};
 static const cli_opt json_opts[] = {{"json", false, NULL, "print JSON"}, {NULL, false, NULL, NULL}};
 static const cli_opt no_opts[] = {{NULL, false, NULL, NULL}};
 
@@ -53,6 +57,13 @@ static const cli_command commands[] = {
      "would make, in the order it would make them (creates by reference order, patches with\n"
      "only the changed fields, deletes in reverse reference order), each with the events that\n"
      "caused it. Sends nothing; needs no cloud.", json_opts, 1, 1, true, cli_cmd_plan},
+    {"sync", "CUSTOMER", "fold new events and apply the plan until the cloud matches",
+     "Folds new events, then makes the cloud calls the plan needs (cloud.concurrency in\n"
+     "flight, references first, retries with backoff), recording each outcome, its audit\n"
+     "record and the entity's cloud id as it completes. Exit 0 when the cloud matches, 1 when\n"
+     "entities failed or the cloud was unreachable. Interrupting it is safe: the next sync\n"
+     "finds a create in doubt by its external key instead of creating it twice.",
+     sync_opts, 1, 1, true, cli_cmd_sync},
     {"rewind", "CUSTOMER --to-seq N", "reset the projection to the state as of seq N",
      "Rebuilds the projection from events 1..N. Without --hold the next plan or sync replays\n"
      "N+1.. (so the cloud ends where it was); with --hold it stays at N, and the next sync\n"

@@ -536,9 +536,48 @@ static ferry_status owner_payload(fold_ctx *c, size_t e, const char *owner, cons
   return st;
 }
 
+typedef enum claim_action { CLAIM_KEEP, CLAIM_NEW, CLAIM_RELEASE } claim_action;
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The claimants of a key without a scan: the desired record names the owner
+ * and (up to 16) the other claimants, so the set after this root's action is
+ * known. Returns 1 when it could not tell (the list was full): then scan. */
+static int claims_from_record(const Ferry__V1__DesiredEntity *old, const char *me,
+                              claim_action act, claims *cl) {
+  bool live = old && !old->deleted;
+  if (!live) {
+    if (act == CLAIM_RELEASE) return 0; /* nobody claims a key without a live record */
+    return (cl->owner = strdup(me)) ? 0 : -1;
+  }
+  if (old->n_conflicts >= 16) return 1;
+  size_t n = 0;
+  char **set = calloc(old->n_conflicts + 2, sizeof *set);
+  if (!set) return -1;
+  set[n++] = old->root_key;
+  for (size_t i = 0; i < old->n_conflicts; i++) set[n++] = old->conflicts[i];
+  bool present = false;
+  for (size_t i = 0; i < n; i++) present |= strcmp(set[i], me) == 0;
+  if (act != CLAIM_RELEASE && !present) set[n++] = (char *)me;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) /* drop me on release */
+    if (act != CLAIM_RELEASE || strcmp(set[i], me) != 0) set[k++] = set[i];
+  qsort(set, k, sizeof *set, cmp_str);
+  int rc = 0;
+  if (k && !(cl->owner = strdup(set[0]))) rc = -1;
+  if (!rc && k > 1 && !(cl->others = calloc(k - 1, sizeof *cl->others))) rc = -1;
+  for (size_t i = 1; !rc && i < k; i++)
+    if (!(cl->others[cl->nothers++] = strdup(set[i]))) rc = -1;
+  free(set);
+  return rc;
+}
+
 /* Writes a desired record for (e, ekey) from its owner; marks dirty as needed. */
-static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const char *hint_root,
-                               json_t *hint, const seqlist *seqs) {
+static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const char *me,
+                               claim_action act, json_t *hint, const seqlist *seqs) {
+  const char *hint_root = act == CLAIM_RELEASE ? NULL : me;
   ferry_projector *p = c->p;
   const char *ename = ferry_mapping_entity_name(p->map, e);
   claims cl = {NULL, NULL, 0};
@@ -547,13 +586,31 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   json_t *payload = NULL;
   char *text = NULL;
   ferry_key k;
-  claim_prefix(&k, ename, ekey);
-  ferry_status st = prefix_scan(p, c->b, &k, claim_visit, &cl, c->err);
-  if (!st) st = proj_desired_get(p, c->b, ename, ekey, &old, c->err);
-  if (!st) st = proj_applied_get(p, c->b, ename, ekey, &applied, c->err);
+  ferry_status st = proj_desired_get(p, c->b, ename, ekey, &old, c->err);
   if (st) goto done;
+  int known = claims_from_record(old, me, act, &cl);
+  if (known < 0) {
+    st = ferry_error_set(c->err, FERRY_ENOMEM, "out of memory");
+    goto done;
+  }
+  if (known > 0) { /* many claimants: ask the claims index */
+    claim_prefix(&k, ename, ekey);
+    if ((st = prefix_scan(p, c->b, &k, claim_visit, &cl, c->err))) goto done;
+  }
+  if ((st = proj_applied_get(p, c->b, ename, ekey, &applied, c->err))) goto done;
   ferry_key_entity(&k, ename, ekey);
-  if (cl.owner) st = owner_payload(c, e, cl.owner, hint_root, hint, &payload);
+  /* A listed claimant may no longer yield the entity (its row changed earlier
+   * in this batch and it has not been derived yet): the next one owns it, and
+   * the claimant's own derive later in the batch finds itself gone. */
+  while (cl.owner && !st) {
+    if ((st = owner_payload(c, e, cl.owner, hint_root, hint, &payload)) || payload) break;
+    free(cl.owner);
+    cl.owner = NULL;
+    if (cl.nothers) {
+      cl.owner = cl.others[0];
+      memmove(cl.others, cl.others + 1, --cl.nothers * sizeof *cl.others);
+    }
+  }
   if (st) goto done;
   bool had = old && !old->deleted;
   if (!payload) { /* no entity under this key any more */
@@ -587,6 +644,8 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   XXH128_canonicalFromHash(&h, XXH3_128bits(text, strlen(text)));
   bool same = had && old->hash.len == 16 && memcmp(old->hash.data, h.digest, 16) == 0 &&
               strcmp(old->root_key, cl.owner) == 0 && old->n_conflicts == cl.nothers;
+  for (size_t i = 0; same && i < cl.nothers; i++) /* the claimant list is authoritative */
+    same = strcmp(old->conflicts[i], cl.others[i]) == 0;
   if (same) goto done;
   Ferry__V1__DesiredEntity d = FERRY__V1__DESIRED_ENTITY__INIT;
   d.payload = text;
@@ -652,14 +711,17 @@ static ferry_status derive_root(fold_ctx *c, size_t e, const char *rootkey, cons
     claim_prefix(&k, ename, old_ekey);
     ferry_key_raw(&k, rootkey, strlen(rootkey));
     ferry_wbatch_delete(c->b, FERRY_CF_INDEX, k.b, k.len);
-    if ((st = settle_key(c, e, old_ekey, NULL, NULL, seqs))) goto done;
+    if ((st = settle_key(c, e, old_ekey, rootkey, CLAIM_RELEASE, NULL, seqs))) goto done;
   }
   if (passes) {
-    claim_prefix(&k, ename, new_ekey);
-    ferry_key_raw(&k, rootkey, strlen(rootkey));
-    ferry_wbatch_put(c->b, FERRY_CF_INDEX, k.b, k.len, "", 0);
-    ferry_wbatch_put(c->b, FERRY_CF_INDEX, rk.b, rk.len, new_ekey, strlen(new_ekey));
-    st = settle_key(c, e, new_ekey, rootkey, payload, seqs);
+    bool same = old_ekey && strcmp(old_ekey, new_ekey) == 0;
+    if (!same) { /* a new claim: the index (for many claimants) and the root's key */
+      claim_prefix(&k, ename, new_ekey);
+      ferry_key_raw(&k, rootkey, strlen(rootkey));
+      ferry_wbatch_put(c->b, FERRY_CF_INDEX, k.b, k.len, "", 0);
+      ferry_wbatch_put(c->b, FERRY_CF_INDEX, rk.b, rk.len, new_ekey, strlen(new_ekey));
+    }
+    st = settle_key(c, e, new_ekey, rootkey, same ? CLAIM_KEEP : CLAIM_NEW, payload, seqs);
   } else if (old_ekey) {
     ferry_wbatch_delete(c->b, FERRY_CF_INDEX, rk.b, rk.len);
   }

@@ -199,10 +199,33 @@ static json_t *store_desired(const char *customer, json_t *dirty_out) {
   return out;
 }
 
+/* Fails with the members (or elements) that differ, one a line. */
 static void assert_same(json_t *want, json_t *got, const char *what, unsigned seed) {
   if (json_equal(want, got)) return;
-  char *w = ferry_json_dump(want, FERRY_JSON_SORTED), *g = ferry_json_dump(got, FERRY_JSON_SORTED);
-  fail_msg("seed %u: %s differs\nwant %s\n got %s", seed, what, w, g);
+  fprintf(stderr, "seed %u: %s differs\n", seed, what);
+  if (json_is_object(want) && json_is_object(got)) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(want, k, v) {
+      json_t *g = json_object_get(got, k);
+      if (g && json_equal(v, g)) continue;
+      char *a = ferry_json_dump(v, FERRY_JSON_SORTED), *b = g ? ferry_json_dump(g, FERRY_JSON_SORTED) : NULL;
+      fprintf(stderr, "  %s: want %s\n  %*s   got %s\n", k, a, (int)strlen(k), "", b ? b : "(absent)");
+      free(a);
+      free(b);
+    }
+    json_object_foreach(got, k, v) if (!json_object_get(want, k)) fprintf(stderr, "  %s: unexpected\n", k);
+  } else {
+    for (size_t i = 0; i < json_array_size(want) || i < json_array_size(got); i++) {
+      char *a = ferry_json_dump(json_array_get(want, i), FERRY_JSON_SORTED);
+      char *b = ferry_json_dump(json_array_get(got, i), FERRY_JSON_SORTED);
+      if (!a || !b || strcmp(a, b) != 0)
+        fprintf(stderr, "  [%zu] want %s\n       got %s\n", i, a ? a : "-", b ? b : "-");
+      free(a);
+      free(b);
+    }
+  }
+  fail_msg("seed %u: %s differs (details above)", seed, what);
 }
 
 /* --------------------------------------------------------- the generator --- */
