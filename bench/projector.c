@@ -216,6 +216,8 @@ static double one_change(ferry_store *s, ferry_projector *p, batch *b, int phone
   return t;
 }
 
+static int fold_only;
+
 static void run_size(long n, const char *mapping_path) {
   char dir[] = "/tmp/ferry-bench-proj.XXXXXX";
   ferry_store *s = NULL;
@@ -238,11 +240,17 @@ static void run_size(long n, const char *mapping_path) {
   flush(s, b);
   uint64_t events = 0;
   ferry_store_head_seq(s, "bench", &events, &err);
-  ferry_projector_opts o = {NULL, NULL, 0};
+  ferry_projector_opts o = {NULL, NULL, getenv("FOLD_BATCH") ? (size_t)atol(getenv("FOLD_BATCH")) : 0};
   if (ferry_projector_open(&p, s, m, "bench", &o, false, &err)) die("projector", &err);
   double t0 = now();
   if (ferry_projector_fold(p, NULL, NULL, NULL, &err)) die("fold", &err);
   double fold_s = now() - t0;
+  if (fold_only) {
+    printf("%9ld entities %9" PRIu64 " events  fold %8.0f events/s (%6.2f s)\n", 2 * n, events,
+           events / fold_s, fold_s);
+    fflush(stdout);
+    return;
+  }
   t0 = now();
   long applied = apply_all(p);
   double apply_s = now() - t0;
@@ -274,6 +282,8 @@ static void run_size(long n, const char *mapping_path) {
 int main(int argc, char **argv) {
   const char *sizes = "10000,100000,1000000";
   const char *mapping = "examples/mapping.yaml";
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--fold-only") == 0) fold_only = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--sizes") == 0) sizes = argv[i + 1];
     else if (strcmp(argv[i], "--mapping") == 0) mapping = argv[i + 1];

@@ -137,10 +137,14 @@ ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity,
 
 /* ---------------------------------------------------------- applier hooks --- */
 
-/* Before the first attempt of a create: stores the create intent durably and
- * returns the generation to derive the Idempotency-Key from. If an earlier
- * intent is pending (a crash or an ambiguous answer), keeps its generation and
- * sets *resume so the applier looks the record up by external key first. */
+/* Before the first attempt of a create: stores the create intent and returns
+ * the generation to derive the Idempotency-Key from. The intent is written
+ * without waiting for the disk: the caller must call ferry_projector_sync_wal
+ * before sending the request (one sync for a group of creates), so that
+ * after a power loss the retry knows an earlier attempt may have reached the
+ * cloud. If an earlier intent is pending (a crash or an ambiguous answer),
+ * keeps its generation and sets *resume so the applier looks the record up
+ * by external key first. */
 ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
                                           uint64_t *generation, bool *resume, ferry_error *err);
 

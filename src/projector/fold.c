@@ -479,8 +479,20 @@ static ferry_status mark_visit(void *arg, const char *rest, size_t len) {
   return strmap_upsert(&m->found, buf, 2 + len - pos, NULL) ? FERRY_OK : FERRY_ENOMEM;
 }
 
+/* Whether any entity type references entity type e (else it has no referrers). */
+static bool referenced(const ferry_projector *p, size_t e) {
+  for (size_t i = e + 1; i < p->nentities; i++) { /* referrers rank after their targets */
+    size_t n = 0;
+    const size_t *refs = ferry_mapping_entity_refs(p->map, i, &n);
+    for (size_t k = 0; k < n; k++)
+      if (refs[k] == e) return true;
+  }
+  return false;
+}
+
 ferry_status proj_mark_referrers(ferry_projector *p, ferry_wbatch *b, size_t entity,
                                  const char *ekey, ferry_error *err) {
+  if (!referenced(p, entity)) return FERRY_OK;
   ferry_key k;
   backref_prefix(&k, ferry_mapping_entity_name(p->map, entity), ekey);
   mark_ctx m = {p, {0}};

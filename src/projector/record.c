@@ -49,9 +49,9 @@ ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *
     ferry_key k;
     ferry_key_entity(&k, c->entity, c->key);
     proj_put_pb(b, FERRY_CF_APPLIED, &k, &n.base);
-    /* durable before the request leaves: after a power loss the retry must
-     * know an earlier attempt may have created the record */
-    st = ferry_wbatch_commit(b, true, err);
+    /* not synced here: the applier stores the intents of a group of creates
+     * and syncs the WAL once (ferry_projector_sync_wal) before any is sent */
+    st = ferry_wbatch_commit(b, false, err);
   }
   ferry_wbatch_destroy(b);
   if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
