@@ -43,9 +43,12 @@ static ferry_status render(const mapping_tmpl *t, const char *key, const json_t 
   ferry_status st = FERRY_OK;
   for (size_t i = 0; i < t->n && !st; i++) {
     const tseg *s = &t->segs[i];
-    if (s->kind == TSEG_TEXT) st = mbuf_add(b, s->s, s->len);
-    else if (s->kind == TSEG_KEY) st = mbuf_adds(b, key);
-    else st = mapping_text_add(b, json_object_get(row, s->s));
+    if (s->kind == TSEG_TEXT)
+      st = mbuf_add(b, s->s, s->len);
+    else if (s->kind == TSEG_KEY)
+      st = mbuf_adds(b, key);
+    else
+      st = mapping_text_add(b, json_object_get(row, s->s));
   }
   return st;
 }
@@ -76,13 +79,17 @@ static int filter_pass(const mapping_filter *f, const json_t *row) {
 
 /* ---- transforms ------------------------------------------------------------------ */
 
-static int ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int ascii_space(char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
 
 /* A new string from s after op: trim, lower or upper. */
 static json_t *string_op(mapping_transform op, const char *s, size_t n) {
   if (op == TR_TRIM) {
-    while (n && ascii_space(*s)) s++, n--;
-    while (n && ascii_space(s[n - 1])) n--;
+    while (n && ascii_space(*s))
+      s++, n--;
+    while (n && ascii_space(s[n - 1]))
+      n--;
     return json_stringn_nocheck(s, n);
   }
   char *d = mapping_strndup(s, n);
@@ -106,8 +113,10 @@ static json_t *real_to_int(double d) {
 
 /* A numeric string as a number: to_int (want_int) or to_float. */
 static json_t *parse_number(const char *s, size_t n, int want_int) {
-  while (n && ascii_space(*s)) s++, n--;
-  while (n && ascii_space(s[n - 1])) n--;
+  while (n && ascii_space(*s))
+    s++, n--;
+  while (n && ascii_space(s[n - 1]))
+    n--;
   int kind = mapping_number_syntax(s, n);
   if (!kind) return json_null();
   char *copy = mapping_strndup(s, n); /* strtod needs a terminator */
@@ -119,8 +128,10 @@ static json_t *parse_number(const char *s, size_t n, int want_int) {
     out = errno == ERANGE ? json_null() : json_integer(i);
   } else {
     double d = strtod(copy, NULL);
-    if (!isfinite(d)) out = json_null();
-    else out = want_int ? real_to_int(d) : json_real(d);
+    if (!isfinite(d))
+      out = json_null();
+    else
+      out = want_int ? real_to_int(d) : json_real(d);
   }
   free(copy);
   return out;
@@ -128,7 +139,8 @@ static json_t *parse_number(const char *s, size_t n, int want_int) {
 
 static json_t *to_number(const json_t *v, int want_int) {
   if (json_is_integer(v))
-    return want_int ? json_integer(json_integer_value(v)) : json_real((double)json_integer_value(v));
+    return want_int ? json_integer(json_integer_value(v))
+                    : json_real((double)json_integer_value(v));
   if (json_is_real(v))
     return want_int ? real_to_int(json_real_value(v)) : json_real(json_real_value(v));
   if (json_is_string(v)) return parse_number(json_string_value(v), json_string_length(v), want_int);
@@ -229,7 +241,8 @@ static ferry_status eval_ref(ectx *x, const mapping_expr *e, const char *key, co
   mbuf_init(&b, FERRY_TEXT_MAX);
   ferry_status st = render(&e->tmpl, key, row, &b);
   /* a key with a NUL names no entity (derive refuses such keys): never resolves */
-  if (!st && b.len && memchr(b.p, '\0', b.len)) *out = json_null();
+  if (!st && b.len && memchr(b.p, '\0', b.len))
+    *out = json_null();
   else if (!st && !(*out = mapping_ref_new(x->m->entities[e->ref].name, b.p ? b.p : "", b.len)))
     st = FERRY_ENOMEM;
   mbuf_free(&b);
@@ -271,8 +284,8 @@ static ferry_status on_child(void *arg, const char *key, json_t *row) {
   }
   char *copy = mapping_strdup(key);
   if (!copy) return FERRY_ENOMEM;
-  g->kids[g->n++] = (child){copy, json_incref(row),
-                            g->e->order_by ? json_object_get(row, g->e->order_by) : NULL};
+  g->kids[g->n++] =
+      (child){copy, json_incref(row), g->e->order_by ? json_object_get(row, g->e->order_by) : NULL};
   return FERRY_OK;
 }
 
@@ -293,8 +306,10 @@ static ferry_status child_object(ectx *x, const mapping_expr *e, const child *k,
     st = eval_expr(x, &e->fields[f].expr, k->key, k->row, &v);
     if (!st && json_object_set_new_nocheck(obj, e->fields[f].name, v)) st = FERRY_ENOMEM;
   }
-  if (st) json_decref(obj);
-  else *out = obj;
+  if (st)
+    json_decref(obj);
+  else
+    *out = obj;
   return st;
 }
 
@@ -304,7 +319,7 @@ static ferry_status eval_collect(ectx *x, const mapping_expr *e, const char *key
   ferry_status st = arr ? need_source(x, 1) : FERRY_ENOMEM;
   mbuf_init(&g.scratch, FERRY_TEXT_MAX);
   if (!st) st = x->src->each_row(x->src->arg, e->table, e->on, key, on_child, &g, x->err);
-  if (!st) qsort(g.kids, g.n, sizeof *g.kids, child_cmp);
+  if (!st && g.n > 1) qsort(g.kids, g.n, sizeof *g.kids, child_cmp);
   for (size_t i = 0; i < g.n && !st; i++) {
     json_t *obj = NULL;
     st = child_object(x, e, &g.kids[i], &obj);
@@ -316,8 +331,10 @@ static ferry_status eval_collect(ectx *x, const mapping_expr *e, const char *key
   }
   free(g.kids);
   mbuf_free(&g.scratch);
-  if (st) json_decref(arr);
-  else *out = arr;
+  if (st)
+    json_decref(arr);
+  else
+    *out = arr;
   return st;
 }
 
@@ -338,7 +355,8 @@ static ferry_status eval_expr(ectx *x, const mapping_expr *e, const char *key, c
   case EX_COLLECT: st = eval_collect(x, e, key, &v); break;
   case EX_REF: st = eval_ref(x, e, key, row, &v); break;
   }
-  for (size_t t = 0; t < e->ntransforms && !st; t++) st = transform(e->transforms[t], &v);
+  for (size_t t = 0; t < e->ntransforms && !st; t++)
+    st = transform(e->transforms[t], &v);
   if (st) {
     json_decref(v);
     v = NULL;
@@ -361,8 +379,7 @@ static ferry_status derive_key(ectx *x, const char *root_key, const json_t *row,
   return st;
 }
 
-static ferry_status derive_payload(ectx *x, const char *root_key, const json_t *row,
-                                   json_t **out) {
+static ferry_status derive_payload(ectx *x, const char *root_key, const json_t *row, json_t **out) {
   ferry_status st = FERRY_OK;
   json_t *payload = json_object();
   if (!payload) return FERRY_ENOMEM;
@@ -372,8 +389,10 @@ static ferry_status derive_payload(ectx *x, const char *root_key, const json_t *
     if (!st && json_object_set_new_nocheck(payload, x->entity->fields[f].name, v))
       st = FERRY_ENOMEM;
   }
-  if (st) json_decref(payload);
-  else *out = payload;
+  if (st)
+    json_decref(payload);
+  else
+    *out = payload;
   return st;
 }
 
@@ -411,9 +430,8 @@ done:
 }
 
 ferry_status ferry_mapping_derive(const ferry_mapping *m, size_t i, const char *root_key,
-                                  const json_t *root_row, const ferry_row_source *src,
-                                  int *passes, char **entity_key, json_t **payload,
-                                  ferry_error *err) {
+                                  const json_t *root_row, const ferry_row_source *src, int *passes,
+                                  char **entity_key, json_t **payload, ferry_error *err) {
   return derive(m, i, root_key, root_row, src, passes, entity_key, payload, err);
 }
 

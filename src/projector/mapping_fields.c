@@ -15,7 +15,8 @@
 /* ---- templates ----------------------------------------------------------------- */
 
 void mapping_tmpl_clear(mapping_tmpl *t) {
-  for (size_t i = 0; i < t->n; i++) free(t->segs[i].s);
+  for (size_t i = 0; i < t->n; i++)
+    free(t->segs[i].s);
   free(t->segs);
   t->segs = NULL;
   t->n = 0;
@@ -43,10 +44,14 @@ static ferry_status tmpl_flush(mapping_tmpl *t, mbuf *lit) {
 static ferry_status tmpl_placeholder(mapping_tmpl *t, mbuf *lit, const char *s, size_t len,
                                      size_t i, size_t *next, const char **why) {
   size_t j = i + 1;
-  while (j < len && s[j] != '}' && s[j] != '{') j++;
-  if (j == len) *why = "unterminated '{' in template (write '{{' for a literal brace)";
-  else if (s[j] == '{') *why = "'{' inside a placeholder (write '{{' for a literal brace)";
-  else if (j == i + 1) *why = "empty placeholder '{}' in template";
+  while (j < len && s[j] != '}' && s[j] != '{')
+    j++;
+  if (j == len)
+    *why = "unterminated '{' in template (write '{{' for a literal brace)";
+  else if (s[j] == '{')
+    *why = "'{' inside a placeholder (write '{{' for a literal brace)";
+  else if (j == i + 1)
+    *why = "empty placeholder '{}' in template";
   if (*why) return FERRY_EMAPPING;
   ferry_status st = tmpl_flush(t, lit);
   if (st != FERRY_OK) return st;
@@ -99,9 +104,14 @@ static const struct {
   const char *name;
   mapping_transform tr;
 } transforms[] = {
-    {"trim", TR_TRIM},         {"lower", TR_LOWER},       {"upper", TR_UPPER},
-    {"to_string", TR_TO_STRING}, {"to_int", TR_TO_INT},   {"to_float", TR_TO_FLOAT},
-    {"null_if_empty", TR_NULL_IF_EMPTY}, {"digits", TR_DIGITS},
+    {"trim", TR_TRIM},
+    {"lower", TR_LOWER},
+    {"upper", TR_UPPER},
+    {"to_string", TR_TO_STRING},
+    {"to_int", TR_TO_INT},
+    {"to_float", TR_TO_FLOAT},
+    {"null_if_empty", TR_NULL_IF_EMPTY},
+    {"digits", TR_DIGITS},
 };
 
 static ferry_status transform_one(lctx *c, const ynode *n, mapping_expr *e) {
@@ -252,6 +262,9 @@ static ferry_status compile_column(lctx *c, const ynode *n, mapping_expr *e) {
 static ferry_status compile_expr(lctx *c, const ynode *n, mapping_expr *e, int in_collect) {
   e->line = n->line;
   e->ref = SIZE_MAX;
+  /* the loader's few quadratic steps (join dedup, ref names) stay cheap */
+  if (++c->nexprs > FERRY_MAPPING_MAX_EXPRS)
+    return mapping_bad(c, n->line, "more than %d field expressions", FERRY_MAPPING_MAX_EXPRS);
   if (n->kind == YNODE_SCALAR && n->type == YS_STRING) {
     e->kind = EX_COLUMN;
     return mapping_column(c, n, &e->column);

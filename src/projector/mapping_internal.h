@@ -71,7 +71,14 @@ typedef enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ } ynode_kind;
 
 /* How a scalar resolves (YAML 1.2 core schema; quoted and block scalars and
  * !!str are always strings). YS_NONFINITE is .inf/.nan, which JSON lacks. */
-typedef enum yscalar_type { YS_NULL, YS_BOOL, YS_INT, YS_REAL, YS_NONFINITE, YS_STRING } yscalar_type;
+typedef enum yscalar_type {
+  YS_NULL,
+  YS_BOOL,
+  YS_INT,
+  YS_REAL,
+  YS_NONFINITE,
+  YS_STRING
+} yscalar_type;
 
 typedef struct ynode {
   ynode_kind kind;
@@ -126,22 +133,29 @@ typedef enum mapping_transform {
   TR_DIGITS
 } mapping_transform;
 
-typedef enum expr_kind { EX_COLUMN, EX_TEMPLATE, EX_CONST, EX_LOOKUP, EX_COLLECT, EX_REF } expr_kind;
+typedef enum expr_kind {
+  EX_COLUMN,
+  EX_TEMPLATE,
+  EX_CONST,
+  EX_LOOKUP,
+  EX_COLLECT,
+  EX_REF
+} expr_kind;
 
 typedef struct mapping_field mapping_field;
 
 typedef struct mapping_expr {
   expr_kind kind;
   size_t line;
-  char *column;        /* COLUMN: C; LOOKUP: D */
-  mapping_tmpl tmpl;   /* TEMPLATE; REF: the key */
-  json_t *konst;       /* CONST */
-  char *table;         /* LOOKUP, COLLECT: T */
-  char *on;            /* LOOKUP, COLLECT: C */
-  char *order_by;      /* COLLECT: D, or NULL for the child key */
+  char *column;          /* COLUMN: C; LOOKUP: D */
+  mapping_tmpl tmpl;     /* TEMPLATE; REF: the key */
+  json_t *konst;         /* CONST */
+  char *table;           /* LOOKUP, COLLECT: T */
+  char *on;              /* LOOKUP, COLLECT: C */
+  char *order_by;        /* COLLECT: D, or NULL for the child key */
   mapping_field *fields; /* COLLECT */
   size_t nfields;
-  size_t ref;          /* REF: E's index (file order while loading, then rank) */
+  size_t ref;                /* REF: E's index (file order while loading, then rank) */
   unsigned char *transforms; /* mapping_transform values, applied in order */
   size_t ntransforms;
 } mapping_expr;
@@ -151,13 +165,21 @@ struct mapping_field {
   mapping_expr expr;
 };
 
-typedef enum filter_kind { FL_EQUALS, FL_NOT_EQUALS, FL_IS_NULL, FL_IN, FL_ALL, FL_ANY, FL_NOT } filter_kind;
+typedef enum filter_kind {
+  FL_EQUALS,
+  FL_NOT_EQUALS,
+  FL_IS_NULL,
+  FL_IN,
+  FL_ALL,
+  FL_ANY,
+  FL_NOT
+} filter_kind;
 
 typedef struct mapping_filter {
   filter_kind kind;
   char *column;
-  json_t *value; /* EQUALS, NOT_EQUALS: V; IN: the array */
-  int is_null;   /* IS_NULL: wanted */
+  json_t *value;               /* EQUALS, NOT_EQUALS: V; IN: the array */
+  int is_null;                 /* IS_NULL: wanted */
   struct mapping_filter *subs; /* ALL, ANY: the list; NOT: one */
   size_t nsubs;
 } mapping_filter;
@@ -171,7 +193,7 @@ typedef struct mapping_entity {
   mapping_filter *filter; /* NULL: every row */
   mapping_field *fields;
   size_t nfields;
-  size_t *refs;           /* referenced entities, ascending, unique */
+  size_t *refs; /* referenced entities, ascending, unique */
   size_t nrefs;
 } mapping_entity;
 
@@ -196,6 +218,7 @@ typedef struct lctx {
   char path[512];
   size_t plen;
   const ynode *entities; /* the entities mapping, to resolve ref names */
+  size_t nexprs;         /* so far, against FERRY_MAPPING_MAX_EXPRS */
 } lctx;
 
 /* Sets err to FERRY_EMAPPING with file, line, path and message; returns it. */

@@ -31,7 +31,8 @@
 
 static ferry_status add_ref(mapping_entity *e, size_t to) {
   size_t i = 0;
-  while (i < e->nrefs && e->refs[i] < to) i++;
+  while (i < e->nrefs && e->refs[i] < to)
+    i++;
   if (i < e->nrefs && e->refs[i] == to) return FERRY_OK;
   size_t *r = mapping_realloc(e->refs, (e->nrefs + 1) * sizeof *r);
   if (!r) return FERRY_ENOMEM;
@@ -80,14 +81,17 @@ static ferry_status cycle_error(const ferry_mapping *m, const unsigned char *don
   mbuf names;
   mbuf_init(&names, 4096);
   if (!pos || !path) goto done;
-  for (size_t i = 0; i < m->n; i++) pos[i] = SIZE_MAX;
-  while (done[u]) u++;
+  for (size_t i = 0; i < m->n; i++)
+    pos[i] = SIZE_MAX;
+  while (done[u])
+    u++;
   while (pos[u] == SIZE_MAX) {
     const mapping_entity *e = &m->entities[u];
     size_t next = 0;
     pos[u] = len;
     path[len++] = u;
-    while (done[e->refs[next]]) next++; /* a stalled entity has an undone ref */
+    while (done[e->refs[next]])
+      next++; /* a stalled entity has an undone ref */
     u = e->refs[next];
   }
   for (size_t k = pos[u]; k < len; k++) {
@@ -125,7 +129,8 @@ static ferry_status order_entities(ferry_mapping *m, ferry_error *err) {
     for (; pick < m->n; pick++) {
       const mapping_entity *e = &m->entities[pick];
       size_t r = 0;
-      while (!done[pick] && r < e->nrefs && done[e->refs[r]]) r++;
+      while (!done[pick] && r < e->nrefs && done[e->refs[r]])
+        r++;
       if (!done[pick] && r == e->nrefs) break;
     }
     if (pick == m->n) {
@@ -138,8 +143,9 @@ static ferry_status order_entities(ferry_mapping *m, ferry_error *err) {
   }
   for (size_t k = 0; k < m->n; k++) {
     mapping_entity *e = &sorted[k];
-    for (size_t r = 0; r < e->nrefs; r++) e->refs[r] = rank[e->refs[r]];
-    qsort(e->refs, e->nrefs, sizeof *e->refs, size_cmp);
+    for (size_t r = 0; r < e->nrefs; r++)
+      e->refs[r] = rank[e->refs[r]];
+    if (e->nrefs > 1) qsort(e->refs, e->nrefs, sizeof *e->refs, size_cmp);
     renumber(e->fields, e->nfields, rank);
   }
   free(m->entities);
@@ -198,7 +204,8 @@ static size_t count_tables(const mapping_field *f, size_t n) {
   size_t count = 0;
   for (size_t i = 0; i < n; i++) {
     if (f[i].expr.kind == EX_LOOKUP) count++;
-    if (f[i].expr.kind == EX_COLLECT) count += 1 + count_tables(f[i].expr.fields, f[i].expr.nfields);
+    if (f[i].expr.kind == EX_COLLECT)
+      count += 1 + count_tables(f[i].expr.fields, f[i].expr.nfields);
   }
   return count;
 }
@@ -212,7 +219,8 @@ static void list_tables(const mapping_field *f, size_t n, const char **out, size
 
 static ferry_status gather_tables(ferry_mapping *m) {
   size_t total = 0, k = 0;
-  for (size_t i = 0; i < m->n; i++) total += 1 + count_tables(m->entities[i].fields, m->entities[i].nfields);
+  for (size_t i = 0; i < m->n; i++)
+    total += 1 + count_tables(m->entities[i].fields, m->entities[i].nfields);
   m->tables = mapping_calloc(total, sizeof *m->tables);
   if (!m->tables) return FERRY_ENOMEM;
   for (size_t i = 0; i < m->n; i++) {

@@ -22,22 +22,24 @@ ferry_status mapping_bad(lctx *c, size_t line, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (c->plen) return ferry_error_set(c->err, FERRY_EMAPPING, "%s:%zu: %s: %s", c->name, line,
-                                      c->path, msg);
+  if (c->plen)
+    return ferry_error_set(c->err, FERRY_EMAPPING, "%s:%zu: %s: %s", c->name, line, c->path, msg);
   return ferry_error_set(c->err, FERRY_EMAPPING, "%s:%zu: %s", c->name, line, msg);
 }
 
 size_t mapping_push(lctx *c, const char *seg) {
   size_t mark = c->plen;
   int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s", c->plen ? "." : "", seg);
-  if (n > 0) c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
+  if (n > 0)
+    c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
   return mark;
 }
 
 size_t mapping_push_index(lctx *c, size_t i) {
   size_t mark = c->plen;
   int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "[%zu]", i);
-  if (n > 0) c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
+  if (n > 0)
+    c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
   return mark;
 }
 
@@ -70,7 +72,8 @@ ferry_status mapping_keys(lctx *c, const ynode *map, const char *const *allowed,
   for (size_t i = 0; i + 1 < map->nkids; i += 2) {
     const ynode *k = map->kids[i];
     size_t a = 0;
-    while (allowed[a] && strcmp(allowed[a], k->text) != 0) a++;
+    while (allowed[a] && strcmp(allowed[a], k->text) != 0)
+      a++;
     if (allowed[a]) continue;
     char list[200] = "";
     for (a = 0; allowed[a]; a++) {
@@ -104,7 +107,8 @@ ferry_status mapping_column(lctx *c, const ynode *n, char **out) {
   ferry_status st = mapping_string(c, n, "a column name", out);
   if (st) return st;
   size_t chars = 0;
-  for (size_t i = 0; i < n->len; i++) chars += ((unsigned char)n->text[i] & 0xC0) != 0x80;
+  for (size_t i = 0; i < n->len; i++)
+    chars += ((unsigned char)n->text[i] & 0xC0) != 0x80;
   if (chars > 128) return mapping_bad(c, n->line, "column name longer than 128 characters");
   return FERRY_OK;
 }
@@ -115,7 +119,8 @@ static void filter_clear(mapping_filter *f) {
   if (!f) return;
   free(f->column);
   json_decref(f->value);
-  for (size_t i = 0; i < f->nsubs; i++) filter_clear(&f->subs[i]);
+  for (size_t i = 0; i < f->nsubs; i++)
+    filter_clear(&f->subs[i]);
   free(f->subs);
 }
 
@@ -123,7 +128,8 @@ static void filter_clear(mapping_filter *f) {
 static ferry_status check_value(lctx *c, const ynode *v) {
   if (v->kind != YNODE_SCALAR)
     return mapping_bad(c, v->line, "expected a scalar to compare with, got %s", mapping_kind(v));
-  if (v->type == YS_NONFINITE) return mapping_bad(c, v->line, "%.40s is not a JSON number", v->text);
+  if (v->type == YS_NONFINITE)
+    return mapping_bad(c, v->line, "%.40s is not a JSON number", v->text);
   return FERRY_OK;
 }
 
@@ -133,7 +139,9 @@ static ferry_status compile_filter(lctx *c, const ynode *n, mapping_filter *f);
 static ferry_status compile_group(lctx *c, const ynode *n, mapping_filter *f, const char *op) {
   const char *const keys[] = {op, NULL};
   const ynode *v = mapping_yaml_get(n, op);
-  ferry_status st = mapping_keys(c, n, keys, op[0] == 'n' ? "a not filter" : "an all/any filter");
+  char what[32];
+  snprintf(what, sizeof what, "a%s %s filter", op[0] == 'n' ? "" : "n", op);
+  ferry_status st = mapping_keys(c, n, keys, what);
   f->kind = op[0] == 'n' ? FL_NOT : op[1] == 'l' ? FL_ALL : FL_ANY;
   if (st) return st;
   size_t mark = mapping_push(c, op);
@@ -164,7 +172,8 @@ static ferry_status compile_test(lctx *c, const ynode *n, mapping_filter *f) {
     v = mapping_yaml_get(n, ops[i]);
     which = i;
   }
-  if (!st && !v) return mapping_bad(c, n->line, "a filter on a column needs equals, not_equals, is_null or in");
+  if (!st && !v)
+    return mapping_bad(c, n->line, "a filter on a column needs equals, not_equals, is_null or in");
   if (!st) st = mapping_column(c, mapping_yaml_get(n, "column"), &f->column);
   if (st) return st;
   size_t mark = mapping_push(c, ops[which]);
@@ -174,8 +183,10 @@ static ferry_status compile_test(lctx *c, const ynode *n, mapping_filter *f) {
       return mapping_bad(c, v->line, "expected true or false, got %s", mapping_kind(v));
     f->is_null = v->boolean;
   } else if (f->kind == FL_IN) {
-    if (v->kind != YNODE_SEQ) return mapping_bad(c, v->line, "expected a list, got %s", mapping_kind(v));
-    for (size_t i = 0; i < v->nkids && !st; i++) st = check_value(c, v->kids[i]);
+    if (v->kind != YNODE_SEQ)
+      return mapping_bad(c, v->line, "expected a list, got %s", mapping_kind(v));
+    for (size_t i = 0; i < v->nkids && !st; i++)
+      st = check_value(c, v->kids[i]);
   } else {
     st = check_value(c, v);
   }
@@ -276,6 +287,8 @@ static ferry_status compile_top(lctx *c, const ynode *root, ferry_mapping *m) {
   if (ents->kind != YNODE_MAP)
     return mapping_bad(c, ents->line, "expected a mapping of entities, got %s", mapping_kind(ents));
   if (ents->nkids == 0) return mapping_bad(c, ents->line, "no entities");
+  if (ents->nkids / 2 > FERRY_MAPPING_MAX_ENTITIES)
+    return mapping_bad(c, ents->line, "more than %d entities", FERRY_MAPPING_MAX_ENTITIES);
   c->entities = ents;
   m->n = ents->nkids / 2;
   m->entities = mapping_calloc(m->n, sizeof *m->entities);
@@ -295,7 +308,8 @@ static ferry_status compile_top(lctx *c, const ynode *root, ferry_mapping *m) {
 
 void ferry_mapping_free(ferry_mapping *m) {
   if (!m) return;
-  for (size_t i = 0; m->entities && i < m->n; i++) entity_clear(&m->entities[i]);
+  for (size_t i = 0; m->entities && i < m->n; i++)
+    entity_clear(&m->entities[i]);
   free(m->entities);
   free(m->joins);
   free(m->tables);
@@ -324,8 +338,10 @@ ferry_status ferry_mapping_load_buffer(ferry_mapping **out, const char *name, co
   if (st == FERRY_ENOMEM) ferry_error_set(err, FERRY_ENOMEM, "%s: out of memory", c.name);
 done:
   mapping_yaml_free(root);
-  if (st) ferry_mapping_free(m);
-  else *out = m;
+  if (st)
+    ferry_mapping_free(m);
+  else
+    *out = m;
   return st;
 }
 
@@ -365,9 +381,15 @@ done:
 
 /* ---- accessors ---------------------------------------------------------------- */
 
-const char *ferry_mapping_name(const ferry_mapping *m) { return m->name; }
-const char *ferry_mapping_hash(const ferry_mapping *m) { return m->hash; }
-size_t ferry_mapping_entity_count(const ferry_mapping *m) { return m->n; }
+const char *ferry_mapping_name(const ferry_mapping *m) {
+  return m->name;
+}
+const char *ferry_mapping_hash(const ferry_mapping *m) {
+  return m->hash;
+}
+size_t ferry_mapping_entity_count(const ferry_mapping *m) {
+  return m->n;
+}
 
 const char *ferry_mapping_entity_name(const ferry_mapping *m, size_t i) {
   return i < m->n ? m->entities[i].name : NULL;

@@ -43,7 +43,9 @@ int mapping_alloc_fails(void) {
   return 0;
 }
 
-void *mapping_malloc(size_t n) { return mapping_alloc_fails() ? NULL : malloc(n ? n : 1); }
+void *mapping_malloc(size_t n) {
+  return mapping_alloc_fails() ? NULL : malloc(n ? n : 1);
+}
 
 void *mapping_calloc(size_t n, size_t size) {
   return mapping_alloc_fails() ? NULL : calloc(n ? n : 1, size ? size : 1);
@@ -62,7 +64,9 @@ char *mapping_strndup(const char *s, size_t n) {
   return d;
 }
 
-char *mapping_strdup(const char *s) { return mapping_strndup(s, strlen(s)); }
+char *mapping_strdup(const char *s) {
+  return mapping_strndup(s, strlen(s));
+}
 
 /* ---- mbuf ------------------------------------------------------------------ */
 
@@ -76,7 +80,8 @@ ferry_status mbuf_add(mbuf *b, const void *s, size_t n) {
   if (n > b->max - b->len) return FERRY_ETOOBIG;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n + 1) cap = cap > b->max / 2 ? b->max + 1 : cap * 2;
+    while (cap < b->len + n + 1)
+      cap = cap > b->max / 2 ? b->max + 1 : cap * 2;
     char *p = mapping_realloc(b->p, cap);
     if (!p) return FERRY_ENOMEM;
     b->p = p;
@@ -88,9 +93,13 @@ ferry_status mbuf_add(mbuf *b, const void *s, size_t n) {
   return FERRY_OK;
 }
 
-ferry_status mbuf_addc(mbuf *b, char c) { return mbuf_add(b, &c, 1); }
+ferry_status mbuf_addc(mbuf *b, char c) {
+  return mbuf_add(b, &c, 1);
+}
 
-ferry_status mbuf_adds(mbuf *b, const char *s) { return mbuf_add(b, s, strlen(s)); }
+ferry_status mbuf_adds(mbuf *b, const char *s) {
+  return mbuf_add(b, s, strlen(s));
+}
 
 char *mbuf_take(mbuf *b) {
   char *p = b->p;
@@ -115,11 +124,24 @@ int mapping_utf8_valid(const char *str, size_t n) {
     unsigned c = s[i];
     size_t need;
     uint32_t cp, min;
-    if (c < 0x80) { i++; continue; }
-    if ((c & 0xE0) == 0xC0) { need = 1; cp = c & 0x1F; min = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { need = 2; cp = c & 0x0F; min = 0x800; }
-    else if ((c & 0xF8) == 0xF0) { need = 3; cp = c & 0x07; min = 0x10000; }
-    else return 0;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      need = 1;
+      cp = c & 0x1F;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      need = 2;
+      cp = c & 0x0F;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      need = 3;
+      cp = c & 0x07;
+      min = 0x10000;
+    } else
+      return 0;
     if (n - i <= need) return 0;
     for (size_t k = 1; k <= need; k++) {
       if ((s[i + k] & 0xC0) != 0x80) return 0;
@@ -145,16 +167,20 @@ int mapping_entity_name_valid(const char *s, size_t n) {
 
 /* ---- numbers and text ---------------------------------------------------- */
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 int mapping_number_syntax(const char *s, size_t n) {
   size_t i = 0, whole = 0, frac = 0;
   int real = 0;
   if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-  for (; i < n && is_digit(s[i]); i++) whole++;
+  for (; i < n && is_digit(s[i]); i++)
+    whole++;
   if (i < n && s[i] == '.') {
     real = 1;
-    for (i++; i < n && is_digit(s[i]); i++) frac++;
+    for (i++; i < n && is_digit(s[i]); i++)
+      frac++;
   }
   if (whole + frac == 0) return 0;
   if (i < n && (s[i] == 'e' || s[i] == 'E')) {
@@ -162,7 +188,8 @@ int mapping_number_syntax(const char *s, size_t n) {
     real = 1;
     i++;
     if (i < n && (s[i] == '+' || s[i] == '-')) i++;
-    for (; i < n && is_digit(s[i]); i++) exp++;
+    for (; i < n && is_digit(s[i]); i++)
+      exp++;
     if (!exp) return 0;
   }
   if (i != n) return 0;
@@ -205,9 +232,7 @@ ferry_status mapping_text_add(mbuf *b, const json_t *v) {
   case JSON_INTEGER:
     snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     return mbuf_adds(b, num);
-  case JSON_REAL:
-    mapping_real_format(json_real_value(v), 0, num);
-    return mbuf_adds(b, num);
+  case JSON_REAL: mapping_real_format(json_real_value(v), 0, num); return mbuf_adds(b, num);
   case JSON_STRING: return mbuf_add(b, json_string_value(v), json_string_length(v));
   case JSON_ARRAY:
   case JSON_OBJECT: return canon_add(b, v, 0);
@@ -324,7 +349,9 @@ int ferry_value_compare(const json_t *a, const json_t *b) {
   }
 }
 
-int ferry_value_equal(const json_t *a, const json_t *b) { return ferry_value_compare(a, b) == 0; }
+int ferry_value_equal(const json_t *a, const json_t *b) {
+  return ferry_value_compare(a, b) == 0;
+}
 
 /* ---- canonical JSON ---------------------------------------------------------- */
 
@@ -407,9 +434,7 @@ static ferry_status canon_add(mbuf *b, const json_t *v, int depth) {
   case JSON_INTEGER:
     snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     return mbuf_adds(b, num);
-  case JSON_REAL:
-    mapping_real_format(json_real_value(v), 1, num);
-    return mbuf_adds(b, num);
+  case JSON_REAL: mapping_real_format(json_real_value(v), 1, num); return mbuf_adds(b, num);
   case JSON_STRING: return canon_string(b, json_string_value(v), json_string_length(v));
   case JSON_ARRAY:
     st = mbuf_addc(b, '[');

@@ -37,7 +37,8 @@ static ferry_status fail(builder *b, size_t line, const char *fmt, const char *a
 
 void mapping_yaml_free(ynode *n) {
   if (!n) return;
-  for (size_t i = 0; i < n->nkids; i++) mapping_yaml_free(n->kids[i]);
+  for (size_t i = 0; i < n->nkids; i++)
+    mapping_yaml_free(n->kids[i]);
   free(n->kids);
   free(n->text);
   free(n);
@@ -64,25 +65,30 @@ static void resolve_integer(ynode *n, const char *digits, int base, int neg) {
   }
 }
 
-static int all_of(const char *s, const char *set) { return *s && strspn(s, set) == strlen(s); }
+static int all_of(const char *s, const char *set) {
+  return *s && strspn(s, set) == strlen(s);
+}
 
 /* YAML 1.2 core schema resolution of a plain scalar. */
 static void resolve_plain(ynode *n) {
   static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
   static const char *const trues[] = {"true", "True", "TRUE", NULL};
   static const char *const falses[] = {"false", "False", "FALSE", NULL};
-  static const char *const infs[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
-                                     "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN", NULL};
+  static const char *const infs[] = {".inf",  ".Inf",  ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+                                     "-.Inf", "-.INF", ".nan", ".NaN",  ".NAN",  NULL};
   const char *s = n->text;
   n->type = YS_STRING;
-  if (one_of(s, nulls)) n->type = YS_NULL;
+  if (one_of(s, nulls))
+    n->type = YS_NULL;
   else if (one_of(s, trues) || one_of(s, falses)) {
     n->type = YS_BOOL;
     n->boolean = one_of(s, trues);
-  } else if (one_of(s, infs)) n->type = YS_NONFINITE;
+  } else if (one_of(s, infs))
+    n->type = YS_NONFINITE;
   else if (strncmp(s, "0x", 2) == 0 && all_of(s + 2, "0123456789abcdefABCDEF"))
     resolve_integer(n, s + 2, 16, 0);
-  else if (strncmp(s, "0o", 2) == 0 && all_of(s + 2, "01234567")) resolve_integer(n, s + 2, 8, 0);
+  else if (strncmp(s, "0o", 2) == 0 && all_of(s + 2, "01234567"))
+    resolve_integer(n, s + 2, 8, 0);
   else {
     int kind = mapping_number_syntax(s, n->len);
     if (kind == 1) {
@@ -105,8 +111,10 @@ static ferry_status make_scalar(builder *b, const yaml_event_t *ev, ynode *n) {
   n->len = len;
   if (tag && strcmp(tag, "!") != 0 && strcmp(tag, YAML_STR_TAG) != 0)
     return fail(b, n->line, "unsupported YAML tag %s (only !!str is)", tag);
-  if (tag || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) n->type = YS_STRING;
-  else resolve_plain(n);
+  if (tag || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    n->type = YS_STRING;
+  else
+    resolve_plain(n);
   return FERRY_OK;
 }
 
@@ -155,7 +163,8 @@ static ferry_status check_duplicates(builder *b, const ynode *map) {
   if (n < 2) return FERRY_OK;
   const ynode **keys = mapping_calloc(n, sizeof *keys);
   if (!keys) return FERRY_ENOMEM;
-  for (size_t i = 0; i < n; i++) keys[i] = map->kids[2 * i];
+  for (size_t i = 0; i < n; i++)
+    keys[i] = map->kids[2 * i];
   qsort(keys, n, sizeof *keys, key_cmp);
   for (size_t i = 1; i < n; i++)
     if (strcmp(keys[i]->text, keys[i - 1]->text) == 0 &&
@@ -169,8 +178,8 @@ static ferry_status check_duplicates(builder *b, const ynode *map) {
 
 static ferry_status open_collection(builder *b, const yaml_event_t *ev, ynode_kind kind) {
   size_t line = ev->start_mark.line + 1;
-  const char *tag = (const char *)(kind == YNODE_MAP ? ev->data.mapping_start.tag
-                                                     : ev->data.sequence_start.tag);
+  const char *tag =
+      (const char *)(kind == YNODE_MAP ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
   if (tag && strcmp(tag, kind == YNODE_MAP ? YAML_MAP_TAG : YAML_SEQ_TAG) != 0)
     return fail(b, line, "unsupported YAML tag %s", tag);
   if (b->depth == FERRY_MAPPING_MAX_DEPTH)
@@ -218,7 +227,8 @@ static ferry_status syntax_error(builder *b, const yaml_parser_t *p, const char 
   size_t line = p->problem_mark.line + 1;
   if (p->error == YAML_READER_ERROR) {
     line = 1;
-    for (size_t i = 0; i < p->problem_offset && i < len; i++) line += buf[i] == '\n';
+    for (size_t i = 0; i < p->problem_offset && i < len; i++)
+      line += buf[i] == '\n';
   }
   char msg[400];
   snprintf(msg, sizeof msg, "YAML syntax error: %s%s%s", p->context ? p->context : "",
