@@ -58,9 +58,31 @@ void ferry_store_close(ferry_store *s);
 /* For a FERRY_STORE_READ store: catch up with the writer's latest writes. */
 ferry_status ferry_store_refresh(ferry_store *s, ferry_error *err);
 
+/* A writer: makes every write so far durable by syncing the write-ahead log,
+ * for callers that commit several batches with sync=false and then need them
+ * all on disk at once. FERRY_EINVAL on a READ store. */
+ferry_status ferry_store_sync_wal(ferry_store *s, ferry_error *err);
+
+/* Counters of a writer's commit thread, since open (all 0 for a READ store). */
+typedef struct ferry_store_stats {
+  uint64_t appends;    /* append requests that succeeded */
+  uint64_t events;     /* events appended */
+  uint64_t duplicates; /* changes dropped as duplicates */
+  uint64_t groups;     /* commit groups (one or more requests handled together) */
+  uint64_t syncs;      /* synced writes: group commits that shared one WAL sync */
+  uint64_t chunks;     /* unsynced writes of large groups, before their synced head write */
+  uint64_t failures;   /* append requests that failed */
+} ferry_store_stats;
+void ferry_store_stats_get(ferry_store *s, ferry_store_stats *out);
+
 /* ------------------------------------------------------------------ log --- */
 
-/* One change to append: its id and its packed ferry.v1.Change. Borrowed. */
+/* One change to append: its id and its packed ferry.v1.Change. Borrowed.
+ * id is 1..FERRY_STORE_ID_MAX bytes and must equal the Change's own id field
+ * (the stored event is self-describing: `ferry log` shows that id, and
+ * recovery finds a leftover's dedup entry through it); append rejects a
+ * change whose pb does not parse or whose id differs with FERRY_EINVAL. */
+#define FERRY_STORE_ID_MAX 1024
 typedef struct ferry_change_ref {
   const char *id;
   size_t id_len;
@@ -86,7 +108,12 @@ ferry_status ferry_store_append(ferry_store *s, const char *customer, const ferr
                                 size_t n, ferry_append_result *res, ferry_error *err);
 
 /* Async form for the service: cb runs on the store's commit thread when the
- * batch is durable (or failed). changes must stay valid until cb runs. */
+ * batch is durable (or failed). changes must stay valid until cb runs.
+ * Returns FERRY_OK once queued (cb will run, also for an invalid batch, with
+ * the detail in its ferry_error); otherwise cb never runs: FERRY_EINVAL for
+ * a NULL store/cb or a read-only store or one that is closing, FERRY_ENOMEM.
+ * cb must not call ferry_store_append or ferry_store_close (it would wait
+ * for the thread it runs on); ferry_store_append_async is fine. */
 typedef void (*ferry_append_cb)(void *arg, ferry_status st, const ferry_append_result *res,
                                 const ferry_error *err);
 ferry_status ferry_store_append_async(ferry_store *s, const char *customer,
@@ -114,11 +141,17 @@ void ferry_log_iter_close(ferry_log_iter *it);
 /* ------------------------------------------------- generic per-customer KV --- */
 /* For the projector and the applier: keys are relative to the customer prefix. */
 
-/* Reads one value; FERRY_ENOTFOUND if absent. *val is malloc'd, caller frees. */
+/* Reads one value; FERRY_ENOTFOUND if absent. *val is malloc'd, caller frees
+ * (it has a NUL after the vlen bytes, for convenience). */
 ferry_status ferry_kv_get(ferry_store *s, ferry_cf cf, const char *customer, const void *key,
                           size_t klen, char **val, size_t *vlen, ferry_error *err);
 
-/* A write batch across families, committed atomically. */
+/* A write batch across families, committed atomically. The log is written
+ * only by ferry_store_append: a batch that touches the events or dedup
+ * family, or the meta name "head" (the customer's commit record), fails at
+ * commit with FERRY_EINVAL. create returns NULL for an invalid customer or
+ * when out of memory; put/delete failures (out of memory) are remembered
+ * and returned by commit. */
 typedef struct ferry_wbatch ferry_wbatch;
 ferry_wbatch *ferry_wbatch_create(ferry_store *s, const char *customer);
 void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, const void *val,
@@ -128,6 +161,14 @@ void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t k
 void ferry_wbatch_delete_range(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
                                const void *hi, size_t hilen);
 size_t ferry_wbatch_count(const ferry_wbatch *b);
+
+/*
+ * An indexed batch: ferry_wbatch_get and ferry_wbatch_iter_open see its own
+ * uncommitted writes over the store's data (read your writes while building
+ * a batch). It does not support delete_range (commit fails with
+ * FERRY_EINVAL). NULL for an invalid customer or when out of memory.
+ */
+ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer);
 /* sync: wait for the WAL to reach the disk. */
 ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err);
 void ferry_wbatch_destroy(ferry_wbatch *b);
@@ -143,6 +184,17 @@ int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const 
                        size_t *vlen);
 ferry_status ferry_kv_iter_error(ferry_kv_iter *it, ferry_error *err);
 void ferry_kv_iter_close(ferry_kv_iter *it);
+
+/* Reads one value as ferry_kv_get does, seeing the batch's writes first if
+ * it is indexed (a plain batch reads the store only). */
+ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
+                              char **val, size_t *vlen, ferry_error *err);
+/* Iterates [lo, hi) as ferry_kv_iter_open does, merged with the batch's
+ * writes if it is indexed. Do not change the batch while the iterator is
+ * open; close it with ferry_kv_iter_close. */
+ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
+                                    const void *hi, size_t hilen, ferry_kv_iter **out,
+                                    ferry_error *err);
 
 /* Big-endian u64 helpers for keys. */
 void ferry_be64_put(uint8_t out[8], uint64_t v);

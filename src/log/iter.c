@@ -1,0 +1,235 @@
+/*
+ * Scans: the bounded RocksDB iterator every scan is built on, a customer's
+ * log, a customer's range of any family, and the list of customers.
+ *
+ * Every scan sets RocksDB's lower and upper bounds to the customer's range
+ * (narrowed by the caller's lo/hi), so it can never step into a neighbour's
+ * keys and RocksDB can skip table files outside the range.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/store_impl.h"
+
+ferry_status rdb_iter_open(rdb_iter *it, ferry_store *s, ferry_cf cf, const void *lo, size_t lolen,
+                           const void *hi, size_t hilen, ferry_error *err) {
+  memset(it, 0, sizeof *it);
+  it->bounds = malloc(lolen + hilen + 1);
+  it->ro = rocksdb_readoptions_create();
+  if (!it->bounds || !it->ro) {
+    rdb_iter_close(it);
+    return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  }
+  if (lo) {
+    memcpy(it->bounds, lo, lolen);
+    rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->bounds, lolen);
+  }
+  if (hi) {
+    memcpy(it->bounds + lolen, hi, hilen);
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->bounds + lolen, hilen);
+  }
+  it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+  if (!it->it) {
+    rdb_iter_close(it);
+    return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  }
+  if (lo)
+    rocksdb_iter_seek(it->it, it->bounds, lolen);
+  else
+    rocksdb_iter_seek_to_first(it->it);
+  return FERRY_OK;
+}
+
+ferry_status rdb_iter_status(rdb_iter *it, ferry_error *err, const char *what) {
+  char *errmsg = NULL;
+  rocksdb_iter_get_error(it->it, &errmsg);
+  return rdb_check(errmsg, err, "%s", what);
+}
+
+void rdb_iter_close(rdb_iter *it) {
+  if (it->it) rocksdb_iter_destroy(it->it); /* before the options and bounds it points at */
+  if (it->ro) rocksdb_readoptions_destroy(it->ro);
+  free(it->bounds);
+  memset(it, 0, sizeof *it);
+}
+
+/* ---------------------------------------------------------------- log --- */
+
+struct ferry_log_iter {
+  rdb_iter r;
+  size_t prefix_len;
+  bool started;
+  bool ended; /* RocksDB must not be stepped past the end */
+  ferry_error err;
+};
+
+ferry_status ferry_log_iter_open(ferry_store *s, const char *customer, uint64_t from_seq,
+                                 ferry_log_iter **out, ferry_error *err) {
+  ferry_status st = FERRY_OK;
+  key_prefix p;
+  uint64_t head = 0;
+  char lo[KEY_PREFIX_MAX + 8], hi[KEY_PREFIX_MAX + 8];
+  ferry_log_iter *it = NULL;
+
+  if (!s || !out)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_log_iter_open: invalid arguments");
+  *out = NULL;
+  if (!key_prefix_make(&p, customer))
+    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
+  /* Events above the head belong to an append that has not committed. */
+  if ((st = store_read_head(s, &p, &head, err))) goto done;
+  if (from_seq == 0) from_seq = 1;
+  if (from_seq > head) from_seq = head + 1; /* an empty range */
+  memcpy(lo, p.b, p.len);
+  ferry_be64_put((uint8_t *)lo + p.len, from_seq);
+  memcpy(hi, p.b, p.len);
+  ferry_be64_put((uint8_t *)hi + p.len, head + 1);
+  if (!(it = calloc(1, sizeof *it))) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+    goto done;
+  }
+  it->prefix_len = p.len;
+  if ((st = rdb_iter_open(&it->r, s, FERRY_CF_EVENTS, lo, p.len + 8, hi, p.len + 8, err)))
+    goto done;
+  *out = it;
+  it = NULL;
+done:
+  ferry_log_iter_close(it);
+  return st;
+}
+
+int ferry_log_iter_next(ferry_log_iter *it, uint64_t *seq, const uint8_t **event, size_t *len) {
+  if (it->err.code) return -1;
+  if (it->ended) return 0;
+  if (it->started) rocksdb_iter_next(it->r.it);
+  it->started = true;
+  if (!rocksdb_iter_valid(it->r.it)) {
+    it->ended = true;
+    return rdb_iter_status(&it->r, &it->err, "cannot read the log") ? -1 : 0;
+  }
+  size_t klen;
+  const char *k = rocksdb_iter_key(it->r.it, &klen);
+  if (klen != it->prefix_len + 8) {
+    ferry_error_set(&it->err, FERRY_ECORRUPT, "event key of %zu bytes in the log", klen);
+    return -1;
+  }
+  *seq = ferry_be64_get((const uint8_t *)k + it->prefix_len);
+  *event = (const uint8_t *)rocksdb_iter_value(it->r.it, len);
+  return 1;
+}
+
+ferry_status ferry_log_iter_error(ferry_log_iter *it, ferry_error *err) {
+  if (!it) return FERRY_OK;
+  if (err) *err = it->err;
+  return it->err.code;
+}
+
+void ferry_log_iter_close(ferry_log_iter *it) {
+  if (!it) return;
+  rdb_iter_close(&it->r);
+  free(it);
+}
+
+/* ----------------------------------------------------------------- kv --- */
+
+struct ferry_kv_iter {
+  rdb_iter r;
+  size_t prefix_len;
+  const char *upper; /* the absolute upper bound, inside r.bounds */
+  size_t upper_len;
+  bool started;
+  bool ended; /* RocksDB must not be stepped past the end */
+  ferry_error err;
+};
+
+static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  return c ? c : (alen > blen) - (alen < blen);
+}
+
+ferry_status store_kv_iter_open(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *lo,
+                                size_t lolen, const void *hi, size_t hilen,
+                                rocksdb_writebatch_wi_t *wbi, ferry_kv_iter **out,
+                                ferry_error *err) {
+  ferry_status st = FERRY_OK;
+  char *alo = NULL, *ahi = NULL;
+  size_t alolen = 0, ahilen = 0;
+  ferry_kv_iter *it = NULL;
+
+  *out = NULL;
+  alo = store_key_join(p, lo, lo ? lolen : 0, &alolen);
+  if (hi)
+    ahi = store_key_join(p, hi, hilen, &ahilen);
+  else if ((ahi = malloc(p->len))) {
+    memcpy(ahi, p->upper, p->len);
+    ahilen = p->len;
+  }
+  it = calloc(1, sizeof *it);
+  if (!alo || !ahi || !it) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+    goto done;
+  }
+  it->prefix_len = p->len;
+  if ((st = rdb_iter_open(&it->r, s, cf, alo, alolen, ahi, ahilen, err))) goto done;
+  it->upper = it->r.bounds + alolen;
+  it->upper_len = ahilen;
+  if (wbi) {
+    /* The merged iterator owns the base one from here on. */
+    it->r.it = rocksdb_writebatch_wi_create_iterator_with_base_cf(wbi, it->r.it, s->cf[cf]);
+    rocksdb_iter_seek(it->r.it, alo, alolen);
+  }
+  *out = it;
+  it = NULL;
+done:
+  ferry_kv_iter_close(it);
+  free(ahi);
+  free(alo);
+  return st;
+}
+
+ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *customer, const void *lo,
+                                size_t lolen, const void *hi, size_t hilen, ferry_kv_iter **out,
+                                ferry_error *err) {
+  key_prefix p;
+  if (!s || !out || (unsigned)cf >= FERRY_CF_COUNT)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_kv_iter_open: invalid arguments");
+  *out = NULL;
+  if (!key_prefix_make(&p, customer))
+    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
+  return store_kv_iter_open(s, cf, &p, lo, lolen, hi, hilen, NULL, out, err);
+}
+
+int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const char **val,
+                       size_t *vlen) {
+  if (it->err.code) return -1;
+  if (it->ended) return 0;
+  if (it->started) rocksdb_iter_next(it->r.it);
+  it->started = true;
+  if (!rocksdb_iter_valid(it->r.it)) {
+    it->ended = true;
+    return rdb_iter_status(&it->r, &it->err, "cannot scan") ? -1 : 0;
+  }
+  size_t n;
+  const char *k = rocksdb_iter_key(it->r.it, &n);
+  /* RocksDB stops at the bound, but a batch's own writes merged in do not. */
+  if (cmp_bytes(k, n, it->upper, it->upper_len) >= 0) {
+    it->ended = true;
+    return 0;
+  }
+  *key = k + it->prefix_len; /* the bounds guarantee the prefix */
+  *klen = n - it->prefix_len;
+  *val = rocksdb_iter_value(it->r.it, vlen);
+  return 1;
+}
+
+ferry_status ferry_kv_iter_error(ferry_kv_iter *it, ferry_error *err) {
+  if (!it) return FERRY_OK;
+  if (err) *err = it->err;
+  return it->err.code;
+}
+
+void ferry_kv_iter_close(ferry_kv_iter *it) {
+  if (!it) return;
+  rdb_iter_close(&it->r);
+  free(it);
+}
