@@ -87,6 +87,15 @@ static ferry_status cf_options(rocksdb_options_t *o, int cf, rocksdb_cache_t *ca
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
     rocksdb_options_set_memtable_whole_key_filtering(o, 1);
     break;
+  case FERRY_CF_DIRTY:
+    /* Dirty marks come and go (every applied call deletes one), and a plan
+     * scans them: tombstones in a big memtable would make every scan skip
+     * thousands of dead keys. A small memtable flushes them soon, and files
+     * dense with deletions are compacted away. */
+    rocksdb_options_set_write_buffer_size(o, 2 * MIB);
+    rocksdb_options_set_level0_file_num_compaction_trigger(o, 2);
+    rocksdb_options_add_compact_on_deletion_collector_factory(o, 1000, 200);
+    break;
   default: rocksdb_options_set_write_buffer_size(o, 32 * MIB); break;
   }
   return FERRY_OK;
