@@ -57,6 +57,24 @@ typedef struct ferry_batch ferry_batch;
 ferry_status ferry_batch_decode(ferry_format fmt, const char *buf, size_t len,
                                 const ferry_decode_opts *opts, ferry_batch **out, ferry_error *err);
 
+/*
+ * What SPEC §1 leaves open, as ferry_batch_decode does it:
+ * - null for an optional field (id, at, customer; row on a delete) is the
+ *   same as leaving it out.
+ * - A row on a delete is invalid ("row: not allowed on delete"). An upsert
+ *   needs a row; in NDJSON {} will do, in protobuf an absent and an empty row
+ *   look the same, so an upsert needs at least one column there.
+ * - One ferry_change_error per invalid change: the first problem gives field
+ *   and reason, further ones are appended to reason ("; also version: ...").
+ * - Protobuf: errors are numbered by the change's 1-based position; line 0
+ *   is the batch itself (bytes that are not a ChangeBatch, or a batch
+ *   customer that does not match) and then no change is decoded. Unknown
+ *   fields are invalid as in NDJSON; strings must be UTF-8 without NUL bytes.
+ * - Packed changes always have an id (the default filled in) and no customer.
+ * - On FERRY_EINVAL the batch lists the errors and holds no changes.
+ * - With opts->customer NULL any "customer" value is accepted.
+ */
+
 size_t ferry_batch_count(const ferry_batch *b);
 const ferry_change_ref *ferry_batch_changes(const ferry_batch *b);
 size_t ferry_batch_error_count(const ferry_batch *b); /* errors listed (capped at max_errors) */

@@ -1,0 +1,87 @@
+/*
+ * The chunked bump allocator behind every decoded batch (see arena.h).
+ */
+#include "ingest/arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+struct arena_chunk {
+  arena_chunk *next;
+  size_t size; /* usable bytes in data */
+  size_t used;
+  /* 16-byte aligned data follows the header */
+  _Alignas(16) unsigned char data[];
+};
+
+void ingest_arena_init(ingest_arena *a, size_t chunk_size, size_t cap) {
+  a->head = NULL;
+  a->chunk_size = chunk_size;
+  a->total = 0;
+  a->cap = cap;
+  a->over_cap = false;
+}
+
+static arena_chunk *chunk_new(ingest_arena *a, size_t need) {
+  size_t size = need > a->chunk_size ? need : a->chunk_size;
+  if (size > a->cap || a->total > a->cap - size) {
+    /* a smaller chunk may still fit when the usual size does not */
+    if (need > a->cap || a->total > a->cap - need) {
+      a->over_cap = true;
+      return NULL;
+    }
+    size = need;
+  }
+  arena_chunk *c = malloc(sizeof *c + size);
+  if (!c) return NULL;
+  c->size = size;
+  c->used = 0;
+  c->next = a->head;
+  a->head = c;
+  a->total += size;
+  return c;
+}
+
+void *ingest_arena_alloc(ingest_arena *a, size_t n, size_t align) {
+  arena_chunk *c = a->head;
+  a->over_cap = false;
+  if (c) {
+    size_t at = (c->used + (align - 1)) & ~(align - 1);
+    if (at <= c->size && n <= c->size - at) {
+      c->used = at + n;
+      return c->data + at;
+    }
+  }
+  if (n > SIZE_MAX - 16) return NULL;
+  /* a fresh chunk starts 16-byte aligned, so no padding is needed */
+  c = chunk_new(a, n);
+  if (!c) return NULL;
+  c->used = n;
+  return c->data;
+}
+
+void ingest_arena_reset(ingest_arena *a) {
+  arena_chunk *keep = a->head;
+  if (!keep) return;
+  arena_chunk *c = keep->next;
+  while (c) {
+    arena_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  keep->next = NULL;
+  keep->used = 0;
+  a->total = keep->size;
+  a->over_cap = false;
+}
+
+void ingest_arena_free(ingest_arena *a) {
+  arena_chunk *c = a->head;
+  while (c) {
+    arena_chunk *next = c->next;
+    free(c);
+    c = next;
+  }
+  a->head = NULL;
+  a->total = 0;
+}
