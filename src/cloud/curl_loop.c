@@ -1,0 +1,157 @@
+/*
+ * curl multi-socket on libevent (see curl_loop.h). One libevent event per
+ * socket curl asks us to watch, one timer for curl's own timeouts; each
+ * readiness or timeout goes back to curl_multi_socket_action, after which the
+ * finished transfers are collected and handed to the owner.
+ */
+#include "cloud/curl_loop.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct curl_loop {
+  struct event_base *base;
+  CURLM *multi;
+  struct event *timer; /* curl's next timeout */
+  int running;         /* transfers curl still has */
+  bool global;         /* curl_global_init succeeded: cleanup owed */
+  curl_loop_done_fn done;
+  void *arg;
+};
+
+/* What we watch for one socket; curl keeps the pointer (curl_multi_assign). */
+typedef struct sock_watch {
+  struct event ev;
+  bool armed;
+} sock_watch;
+
+/* Hands every finished transfer to the owner. The message is copied out
+ * first: removing the handle invalidates it. */
+static void collect_done(curl_loop *l) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(l->multi, &left)) != NULL) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL *easy = msg->easy_handle;
+    CURLcode rc = msg->data.result;
+    curl_multi_remove_handle(l->multi, easy);
+    l->done(l->arg, easy, rc);
+  }
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg) {
+  curl_loop *l = arg;
+  int action =
+      ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+  curl_multi_socket_action(l->multi, fd, action, &l->running);
+  collect_done(l);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg) {
+  curl_loop *l = arg;
+  (void)fd;
+  (void)what;
+  curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &l->running);
+  collect_done(l);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching socket s. */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+  curl_loop *l = userp;
+  sock_watch *w = socketp;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    if (w) {
+      if (w->armed) event_del(&w->ev);
+      free(w);
+      curl_multi_assign(l->multi, s, NULL);
+    }
+    return 0;
+  }
+  if (!w) {
+    w = calloc(1, sizeof *w);
+    if (!w) return -1; /* curl fails the transfer: out of memory */
+    curl_multi_assign(l->multi, s, w);
+  } else if (w->armed) {
+    event_del(&w->ev);
+  }
+  short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
+                       ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+  event_assign(&w->ev, l->base, s, kind, on_socket, l);
+  w->armed = event_add(&w->ev, NULL) == 0;
+  return w->armed ? 0 : -1;
+}
+
+/* CURLMOPT_TIMERFUNCTION: curl wants on_timeout in timeout_ms (-1: never). */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  curl_loop *l = userp;
+  (void)multi;
+  if (timeout_ms < 0) {
+    evtimer_del(l->timer);
+    return 0;
+  }
+  struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  return evtimer_add(l->timer, &tv) == 0 ? 0 : -1;
+}
+
+ferry_status curl_loop_create(curl_loop **out, struct event_base *base, long max_host_conns,
+                              curl_loop_done_fn done, void *arg, ferry_error *err) {
+  ferry_status st = FERRY_OK;
+  curl_loop *l = calloc(1, sizeof *l);
+  *out = NULL;
+  if (!l) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory creating the cloud client");
+    goto done;
+  }
+  l->base = base;
+  l->done = done;
+  l->arg = arg;
+  /* reference-counted by libcurl; thread-safe since 7.84 */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    st = ferry_error_set(err, FERRY_ECLOUD, "libcurl failed to initialise");
+    goto done;
+  }
+  l->global = true;
+  l->multi = curl_multi_init();
+  l->timer = evtimer_new(base, on_timeout, l);
+  if (!l->multi || !l->timer) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory creating the cloud client");
+    goto done;
+  }
+  curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+  curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+  /* one connection per request in flight, all kept open for reuse */
+  curl_multi_setopt(l->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_conns);
+  curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, max_host_conns);
+done:
+  if (st)
+    curl_loop_destroy(l);
+  else
+    *out = l;
+  return st;
+}
+
+ferry_status curl_loop_add(curl_loop *l, CURL *easy, ferry_error *err) {
+  CURLMcode mc = curl_multi_add_handle(l->multi, easy);
+  if (mc == CURLM_OK) return FERRY_OK;
+  return ferry_error_set(err, mc == CURLM_OUT_OF_MEMORY ? FERRY_ENOMEM : FERRY_ECLOUD,
+                         "cannot start a request: %s", curl_multi_strerror(mc));
+}
+
+void curl_loop_remove(curl_loop *l, CURL *easy) {
+  if (l && easy) curl_multi_remove_handle(l->multi, easy);
+}
+
+void curl_loop_destroy(curl_loop *l) {
+  if (!l) return;
+  /* closing the cached connections calls socket_cb(REMOVE), which frees the
+   * watches, so the multi goes before the timer and the base it uses */
+  if (l->multi) curl_multi_cleanup(l->multi);
+  if (l->timer) event_free(l->timer);
+  if (l->global) curl_global_cleanup();
+  free(l);
+}
