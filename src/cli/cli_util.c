@@ -3,9 +3,11 @@
  * opening the store, argument checks.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -24,10 +26,39 @@ int cli_failf(ferry_status st, const char *fmt, ...) {
   return ferry_status_exit_code(st);
 }
 
+/* When ferryd holds the directory, DATA/ferryd.json names its pid and
+ * address: point the user at the service's endpoints instead. */
+static void explain_ferryd(const char *data_dir, const ferry_error *err) {
+  char path[4096], buf[4096];
+  json_error_t je;
+  if (snprintf(path, sizeof path, "%s/ferryd.json", data_dir) >= (int)sizeof path) return;
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  size_t n = fread(buf, 1, sizeof buf, f); /* a few dozen bytes; more is not ferryd's */
+  fclose(f);
+  json_t *o = json_loadb(buf, n, 0, &je);
+  const char *listen = json_string_value(json_object_get(o, "listen"));
+  json_int_t pid = json_integer_value(json_object_get(o, "pid"));
+  char needle[48];
+  snprintf(needle, sizeof needle, "pid %lld", (long long)pid);
+  if (listen && pid > 0 && strstr(err->msg, needle))
+    fprintf(stderr,
+            "ferry: pid %lld is ferryd, listening on %s: while it runs, change data through its "
+            "endpoints (POST http://%s/v1/customers/CUSTOMER/changes, .../rewind, .../resume, "
+            ".../replay; see docs/service.md); read-only commands (status, log, history, "
+            "explain) work as they are\n",
+            (long long)pid, listen, listen);
+  json_decref(o);
+}
+
 int cli_open_store(const cli_env *env, ferry_store_mode mode, ferry_store **out) {
   ferry_error err;
   ferry_error_clear(&err);
-  if (ferry_store_open(out, env->data_dir, mode, &err) != FERRY_OK) return cli_fail(&err);
+  if (ferry_store_open(out, env->data_dir, mode, &err) != FERRY_OK) {
+    int rc = cli_fail(&err);
+    if (err.code == FERRY_EBUSY) explain_ferryd(env->data_dir, &err);
+    return rc;
+  }
   return 0;
 }
 
