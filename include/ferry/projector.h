@@ -148,11 +148,19 @@ ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity,
 ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
                                           uint64_t *generation, bool *resume, ferry_error *err);
 
+/* Before the first attempt of any call: for a create, as begin_create; for a
+ * PATCH or DELETE, marks the entity uncertain until its outcome is recorded,
+ * so a call whose answer is lost (a crash, retries exhausted after the cloud
+ * applied it) is sent again in full rather than trusted or forgotten. Like
+ * begin_create, written without a sync: sync the WAL before sending. */
+ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
+                                        uint64_t *generation, bool *resume, ferry_error *err);
+
 typedef enum ferry_outcome {
   FERRY_OUTCOME_OK = 0,      /* 2xx */
   FERRY_OUTCOME_ADOPTED = 1, /* create: found an existing record by external key */
   FERRY_OUTCOME_GONE = 2,    /* delete or patch: 404, the record is not there */
-  FERRY_OUTCOME_FAILED = 3,  /* refused (4xx other than 404/408/429) or out of attempts */
+  FERRY_OUTCOME_FAILED = 3,  /* refused (4xx other than 404/408/429) */
   FERRY_OUTCOME_UNKNOWN = 4  /* gave up without knowing (e.g. shutdown): leave it dirty */
 } ferry_outcome;
 

@@ -78,7 +78,7 @@ ferry_status ferry_store_customers(ferry_store *s, ferry_customer_fn fn, void *a
   /* Keys order customers by length first; the contract is byte order of the id. */
   ferry_status st = store_walk_customers(s, FERRY_CF_META, collect, &l, err);
   if (st) goto done;
-  qsort(l.names, l.n, sizeof *l.names, cmp_names);
+  if (l.n) qsort(l.names, l.n, sizeof *l.names, cmp_names); /* qsort(NULL, 0) is undefined */
   for (size_t i = 0; i < l.n; i++) {
     if (fn(arg, l.names[i])) break;
   }

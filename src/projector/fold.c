@@ -676,7 +676,11 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   if (had) edit_backrefs(c->b, ename, ekey, old->payload, NULL, false);
   edit_backrefs(c->b, ename, ekey, NULL, payload, true);
   if (!had && (st = proj_mark_referrers(p, c->b, e, ekey, c->err))) goto done;
-  proj_mark_dirty(p, c->b, e, ekey, proj_is_dirty(&d, applied));
+  /* An entity that comes back while the cloud still has it is always
+   * checked: its refs may have been resolved (to null, say) while it was
+   * gone, so an equal hash does not mean an equal cloud record. */
+  bool revived = !had && applied && applied->state == FERRY__V1__ENTITY_STATE__ENTITY_STATE_CREATED;
+  proj_mark_dirty(p, c->b, e, ekey, revived || proj_is_dirty(&d, applied));
 done:
   free(text);
   json_decref(payload);

@@ -145,7 +145,8 @@ static ferry_status plan_desired(ferry_projector *p, ferry_call *c, Ferry__V1__D
     st = ferry_error_set(err, FERRY_ECORRUPT, "applied %s/%s does not decode", c->entity, c->key);
     goto done;
   }
-  if ((st = diff_fields(c, applied))) goto done;
+  /* an uncertain entity (an earlier call may or may not have landed) gets all fields */
+  if ((st = diff_fields(c, created && !a->uncertain ? applied : NULL))) goto done;
   if (created) {
     c->kind = c->nfields ? FERRY_CALL_PATCH : FERRY_CALL_NONE;
     if (!(c->cloud_id = strdup(a->cloud_id))) st = FERRY_ENOMEM;

@@ -68,6 +68,7 @@ DEFINE_GET(proj_applied_get, Ferry__V1__AppliedEntity, ferry__v1__applied_entity
 
 bool proj_is_dirty(const Ferry__V1__DesiredEntity *d, const Ferry__V1__AppliedEntity *a) {
   bool exists = a && a->state != FERRY__V1__ENTITY_STATE__ENTITY_STATE_NONE;
+  if (exists && a->uncertain) return true; /* a call in doubt: send again */
   if (!d || d->deleted) return exists;
   if (a && a->failed && a->failed_hash.len == d->hash.len &&
       memcmp(a->failed_hash.data, d->hash.data, d->hash.len) == 0)

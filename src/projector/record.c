@@ -23,6 +23,31 @@ static void failed_key(ferry_key *k, const char *entity, const char *ekey) {
   ferry_key_raw(k, ekey, strlen(ekey));
 }
 
+ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
+                                        uint64_t *generation, bool *resume, ferry_error *err) {
+  *generation = 0;
+  *resume = false;
+  if (c->kind == FERRY_CALL_CREATE) return ferry_projector_begin_create(p, c, generation, resume, err);
+  if ((c->kind != FERRY_CALL_PATCH && c->kind != FERRY_CALL_DELETE) || !c->cloud_id) return FERRY_OK;
+  Ferry__V1__AppliedEntity *a = NULL;
+  ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
+  if (st || !a || a->uncertain) goto done;
+  a->uncertain = true; /* until the outcome is recorded: see proj_is_dirty */
+  ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
+  if (!b) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+    goto done;
+  }
+  ferry_key k;
+  ferry_key_entity(&k, c->entity, c->key);
+  proj_put_pb(b, FERRY_CF_APPLIED, &k, &a->base);
+  st = ferry_wbatch_commit(b, false, err);
+  ferry_wbatch_destroy(b);
+done:
+  if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
+  return st;
+}
+
 ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
                                           uint64_t *generation, bool *resume, ferry_error *err) {
   Ferry__V1__AppliedEntity *a = NULL;
@@ -143,6 +168,7 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
   if (a) n = *a;
   n.endpoint = c->endpoint;
   n.updated_at_us = ferry_time_now_us();
+  n.uncertain = false; /* the outcome is known now */
   ferry_key k, fk;
   ferry_key_entity(&k, c->entity, c->key);
   failed_key(&fk, c->entity, c->key);

@@ -16,7 +16,7 @@ BG_PIDS=()
 cleanup() {
   for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
-  rm -rf "$T"
+  if [ -n "${FERRY_TEST_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 
