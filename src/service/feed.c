@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cloud/curl_loop.h"
 #include "service/service.h"
 
 #define BACKOFF_BASE_MS 1000
@@ -37,14 +38,12 @@
 #define MIN_POLL_INTERVAL_US 1000000 /* after an answer that came back empty at once */
 #define CONNECT_TIMEOUT_MS 10000
 #define URL_MAX 8192
+#define FEED_HOST_CONNS 8 /* connections kept per feed host */
 
 struct svc_feeds {
   svc *s;
-  CURLM *multi;
-  struct event *timer;
-  int running;
-  bool global;   /* curl_global_init done */
-  unsigned busy; /* answers being appended */
+  curl_loop *loop; /* one multi handle for every feed, on the service's loop */
+  unsigned busy;   /* answers being appended */
 };
 
 typedef enum feed_state {
@@ -77,77 +76,17 @@ struct svc_feed {
   bool orphan; /* unconfigured while appending: freed when the append ends */
 };
 
-typedef struct sock_watch {
-  struct event ev;
-  bool armed;
-} sock_watch;
-
 static void poll_start(svc_feed *f);
 static void poll_done(svc_feed *f, CURLcode rc);
 
 /* --------------------------------------------------- curl on the loop --- */
 
-static void collect(svc_feeds *fs) {
-  CURLMsg *m;
-  int left;
-  while ((m = curl_multi_info_read(fs->multi, &left)) != NULL) {
-    if (m->msg != CURLMSG_DONE) continue;
-    CURL *easy = m->easy_handle;
-    CURLcode rc = m->data.result;
-    svc_feed *f = NULL;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
-    curl_multi_remove_handle(fs->multi, easy);
-    if (f) poll_done(f, rc);
-  }
-}
-
-static void on_socket(evutil_socket_t fd, short what, void *arg) {
-  svc_feeds *fs = arg;
-  int action =
-      ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-  curl_multi_socket_action(fs->multi, fd, action, &fs->running);
-  collect(fs);
-}
-
-static void on_curl_timer(evutil_socket_t fd, short what, void *arg) {
-  svc_feeds *fs = arg;
-  (void)fd;
-  (void)what;
-  curl_multi_socket_action(fs->multi, CURL_SOCKET_TIMEOUT, 0, &fs->running);
-  collect(fs);
-}
-
-static int socket_cb(CURL *easy, curl_socket_t sock, int what, void *userp, void *socketp) {
-  svc_feeds *fs = userp;
-  sock_watch *w = socketp;
-  (void)easy;
-  if (what == CURL_POLL_REMOVE) {
-    if (w) {
-      if (w->armed) event_del(&w->ev);
-      free(w);
-      curl_multi_assign(fs->multi, sock, NULL);
-    }
-    return 0;
-  }
-  if (!w) {
-    if (!(w = calloc(1, sizeof *w))) return -1;
-    curl_multi_assign(fs->multi, sock, w);
-  } else if (w->armed) {
-    event_del(&w->ev);
-  }
-  short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                       ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
-  event_assign(&w->ev, fs->s->base, sock, kind, on_socket, fs);
-  w->armed = event_add(&w->ev, NULL) == 0;
-  return w->armed ? 0 : -1;
-}
-
-static int timer_cb(CURLM *multi, long ms, void *userp) {
-  svc_feeds *fs = userp;
-  (void)multi;
-  if (ms < 0) return evtimer_del(fs->timer) == 0 ? 0 : -1;
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  return evtimer_add(fs->timer, &tv) == 0 ? 0 : -1;
+/* A poll ended: the transfer is out of the multi handle already. */
+static void on_done(void *arg, CURL *easy, CURLcode rc) {
+  svc_feed *f = NULL;
+  (void)arg;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
+  if (f) poll_done(f, rc);
 }
 
 ferry_status svc_feeds_create(svc *s, ferry_error *err) {
@@ -155,24 +94,14 @@ ferry_status svc_feeds_create(svc *s, ferry_error *err) {
   if (!fs) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   s->feeds = fs;
   fs->s = s;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-    return ferry_error_set(err, FERRY_EINTERNAL, "libcurl failed to initialise");
-  fs->global = true;
-  if (!(fs->multi = curl_multi_init()) || !(fs->timer = evtimer_new(s->base, on_curl_timer, fs)))
-    return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
-  curl_multi_setopt(fs->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-  curl_multi_setopt(fs->multi, CURLMOPT_SOCKETDATA, fs);
-  curl_multi_setopt(fs->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(fs->multi, CURLMOPT_TIMERDATA, fs);
-  return FERRY_OK;
+  /* the cloud module's curl-on-libevent driver; a feed host gets a few connections */
+  return curl_loop_create(&fs->loop, s->base, FEED_HOST_CONNS, on_done, fs, err);
 }
 
 void svc_feeds_free(svc *s) {
   svc_feeds *fs = s->feeds;
   if (!fs) return;
-  if (fs->multi) curl_multi_cleanup(fs->multi);
-  if (fs->timer) event_free(fs->timer);
-  if (fs->global) curl_global_cleanup();
+  curl_loop_destroy(fs->loop);
   free(fs);
   s->feeds = NULL;
 }
@@ -351,7 +280,8 @@ static void poll_start(svc_feed *f) {
   curl_easy_setopt(f->easy, CURLOPT_URL, url);
   curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, (long)(s->opts.feed_wait_s + 15) * 1000L);
   f->poll_started_us = svc_now_us();
-  if (curl_multi_add_handle(f->fs->multi, f->easy) != CURLM_OK) {
+  ferry_error aerr;
+  if (curl_loop_add(f->fs->loop, f->easy, &aerr) != FERRY_OK) {
     feed_fail(f, "cannot start a poll");
     return;
   }
@@ -463,7 +393,7 @@ static svc_feed *feed_new(svc_cust *c, const char *url) {
 
 void svc_feed_free(svc_feed *f) {
   if (!f) return;
-  if (f->state == FEED_POLLING && f->easy) curl_multi_remove_handle(f->fs->multi, f->easy);
+  if (f->state == FEED_POLLING && f->easy) curl_loop_remove(f->fs->loop, f->easy);
   if (f->easy) curl_easy_cleanup(f->easy);
   if (f->timer) event_free(f->timer);
   free(f->url);
@@ -503,7 +433,7 @@ void svc_feeds_stop(svc *s) {
     svc_cust *c = s->custs.entries[i].val;
     svc_feed *f = c ? c->feed : NULL;
     if (!f) continue;
-    if (f->state == FEED_POLLING) curl_multi_remove_handle(s->feeds->multi, f->easy);
+    if (f->state == FEED_POLLING) curl_loop_remove(s->feeds->loop, f->easy);
     if (f->state == FEED_WAITING) evtimer_del(f->timer);
     if (f->state != FEED_APPENDING) f->state = FEED_STOPPED;
   }
