@@ -108,7 +108,7 @@ static void db_options(rocksdb_options_t *o, bool secondary) {
   rocksdb_options_set_bytes_per_sync(o, 1 * MIB);
   /* all memtables together: memory stays bounded however many customers
    * and families are busy (the peak-RSS budget is 256 MiB at 1M entities) */
-  rocksdb_options_set_db_write_buffer_size(o, 128 * MIB);
+  rocksdb_options_set_db_write_buffer_size(o, 256 * MIB);
   /* Quiet families (meta, audit) would otherwise pin old WAL files. */
   rocksdb_options_set_max_total_wal_size(o, 512 * MIB);
   rocksdb_options_set_keep_log_file_num(o, 4);
