@@ -342,10 +342,11 @@ t0=$(date +%s%N)
 call GET /_stats ''
 t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 1000 ] || fail "/_stats was delayed by --latency-ms"
-case $BODY in *'"/acct/1":{"in_flight":3,"max_in_flight":3}'*) ;;
-*) fail "in-flight per account: $BODY" ;; esac
-case $BODY in *'"/acct/2":{"in_flight":1,"max_in_flight":1}'*) ;;
-*) fail "in-flight per account: $BODY" ;; esac
+# the maximum is what matters: on a loaded machine the clients may already be done
+printf '%s' "$BODY" | grep -Eq '"/acct/1":\{"in_flight":[0-9]+,"max_in_flight":3\}' ||
+  fail "in-flight per account: $BODY"
+printf '%s' "$BODY" | grep -Eq '"/acct/2":\{"in_flight":[0-9]+,"max_in_flight":1\}' ||
+  fail "in-flight per account: $BODY"
 wait "${clients[@]}"
 call GET /_stats ''
 case $BODY in *'"/acct/1":{"in_flight":0,"max_in_flight":3}'*) ;;
