@@ -1,5 +1,6 @@
 /*
- * JSON output shared by every part of ferry: jansson values serialised
+ * JSON output for people and for the wire (ferry log, plans, explain,
+ * history): jansson values serialised
  * compactly, with numbers in the shortest form that reads back exactly
  * (jansson's own dump prints 0.1 as 0.10000000000000001), optionally with
  * object keys sorted bytewise (the canonical form that payload hashes use).
@@ -14,7 +15,9 @@
 extern "C" {
 #endif
 
-#define FERRY_JSON_SORTED 1u /* sort object keys bytewise (canonical form) */
+#define FERRY_JSON_SORTED 1u /* sort object keys bytewise, for stable output. Stored state
+                                uses the mapping's ferry_value_canonical, the one canonical
+                                form that payload hashes are taken of. */
 #define FERRY_JSON_INDENT 2u /* one member a line, indented by two spaces (for people) */
 
 /* Serialises v; returns a malloc'd NUL-terminated string or NULL on OOM. */

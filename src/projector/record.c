@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "ferry/event.h"
-#include "ferry/json.h"
 #include "ferry/v1/audit.pb-c.h"
 #include "projector/proj.h"
 
@@ -143,7 +142,8 @@ static ferry_status apply_success(ferry_projector *p, const ferry_call *c, const
     *id_changed = true;
   }
   if (c->resolved) {
-    if (!(*payload_text = ferry_json_dump(c->resolved, FERRY_JSON_SORTED))) return FERRY_ENOMEM;
+    /* the same canonical form as desired payloads (one serialiser for stored state) */
+    if (!(*payload_text = ferry_value_canonical(c->resolved))) return FERRY_ENOMEM;
     n->payload = *payload_text;
   }
   if (d && !d->deleted) n->desired_hash = d->hash;
