@@ -23,6 +23,7 @@
 #ifndef FERRY_MAPPING_H
 #define FERRY_MAPPING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +90,9 @@ size_t ferry_mapping_entity_count(const ferry_mapping *m);
 const char *ferry_mapping_entity_name(const ferry_mapping *m, size_t i);
 const char *ferry_mapping_entity_endpoint(const ferry_mapping *m, size_t i);
 const char *ferry_mapping_entity_source(const ferry_mapping *m, size_t i);
+/* Whether entity i's key is its root row's key ("{_key}"): then no two
+ * roots can claim one entity. */
+bool ferry_mapping_entity_key_is_root(const ferry_mapping *m, size_t i);
 /* The index of the entity called name, or SIZE_MAX. */
 size_t ferry_mapping_entity_find(const ferry_mapping *m, const char *name);
 /* The entities that entity i references (each once, ascending); *n their count.

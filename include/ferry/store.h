@@ -165,12 +165,25 @@ size_t ferry_wbatch_count(const ferry_wbatch *b);
 /*
  * An indexed batch: ferry_wbatch_get and ferry_wbatch_iter_open see its own
  * uncommitted writes over the store's data (read your writes while building
- * a batch). It does not support delete_range (commit fails with
- * FERRY_EINVAL). NULL for an invalid customer or when out of memory.
+ * a batch); iterators merge only the index family's writes, and other
+ * families cannot be scanned through it. It does not support delete_range
+ * (commit fails with FERRY_EINVAL). NULL for an invalid customer or when out
+ * of memory.
  */
 ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer);
+/* Makes indexed batch b read through indexed batch under (NULL: stop) after
+ * its own writes and before the store: under is an earlier batch whose
+ * commit is still running. under must not change and must outlive its use. */
+void ferry_wbatch_read_through(ferry_wbatch *b, ferry_wbatch *under);
 /* sync: wait for the WAL to reach the disk. */
 ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err);
+/* Starts writing b (not synced) on a thread of its own and returns at once;
+ * ferry_wbatch_commit_wait returns the outcome. b must not change meanwhile
+ * (reads are fine). Writes started later are ordered after it only if they
+ * start after the wait. */
+ferry_status ferry_wbatch_commit_start(ferry_wbatch *b, ferry_error *err);
+ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err);
+/* Waits for a commit still running, then frees b. NULL is fine. */
 void ferry_wbatch_destroy(ferry_wbatch *b);
 
 /* Iterates keys in [lo, hi) of one family within the customer's range

@@ -149,8 +149,8 @@ static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen) {
 
 ferry_status store_kv_iter_open(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *lo,
                                 size_t lolen, const void *hi, size_t hilen,
-                                rocksdb_writebatch_wi_t *wbi, ferry_kv_iter **out,
-                                ferry_error *err) {
+                                rocksdb_writebatch_wi_t *const *layers, size_t nlayers,
+                                ferry_kv_iter **out, ferry_error *err) {
   ferry_status st = FERRY_OK;
   char *alo = NULL, *ahi = NULL;
   size_t alolen = 0, ahilen = 0;
@@ -173,11 +173,9 @@ ferry_status store_kv_iter_open(ferry_store *s, ferry_cf cf, const key_prefix *p
   if ((st = rdb_iter_open(&it->r, s, cf, alo, alolen, ahi, ahilen, err))) goto done;
   it->upper = it->r.bounds + alolen;
   it->upper_len = ahilen;
-  if (wbi) {
-    /* The merged iterator owns the base one from here on. */
-    it->r.it = rocksdb_writebatch_wi_create_iterator_with_base_cf(wbi, it->r.it, s->cf[cf]);
-    rocksdb_iter_seek(it->r.it, alo, alolen);
-  }
+  for (size_t i = 0; i < nlayers; i++) /* each merged iterator owns the one below */
+    it->r.it = rocksdb_writebatch_wi_create_iterator_with_base_cf(layers[i], it->r.it, s->cf[cf]);
+  if (nlayers) rocksdb_iter_seek(it->r.it, alo, alolen);
   *out = it;
   it = NULL;
 done:
@@ -196,7 +194,7 @@ ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *custome
   *out = NULL;
   if (!key_prefix_make(&p, customer))
     return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
-  return store_kv_iter_open(s, cf, &p, lo, lolen, hi, hilen, NULL, out, err);
+  return store_kv_iter_open(s, cf, &p, lo, lolen, hi, hilen, NULL, 0, out, err);
 }
 
 int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const char **val,

@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "common/strmap.h"
 #include "log/store_impl.h"
 
 /* Hands the caller a malloc'd, NUL-terminated copy of data. */
@@ -28,12 +31,10 @@ static ferry_status copy_out(const char *data, size_t len, char **val, size_t *v
   return FERRY_OK;
 }
 
-/* Reads customer p's key from family cf: through the indexed batch wbi
- * (its writes, then the store) if given, else from the store. */
+/* Reads customer p's key from family cf of the store. */
 static ferry_status kv_read(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *key,
-                            size_t klen, rocksdb_writebatch_wi_t *wbi, char **val, size_t *vlen,
-                            ferry_error *err) {
-  char *k = NULL, *errmsg = NULL, *copy = NULL;
+                            size_t klen, char **val, size_t *vlen, ferry_error *err) {
+  char *k = NULL, *errmsg = NULL;
   const char *data = NULL;
   size_t n = 0, len = 0;
   rocksdb_pinnableslice_t *v = NULL;
@@ -43,12 +44,8 @@ static ferry_status kv_read(ferry_store *s, ferry_cf cf, const key_prefix *p, co
   *vlen = 0;
   if (!(k = store_key_join(p, key, klen, &n)))
     return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
-  if (wbi) {
-    data = copy = rocksdb_writebatch_wi_get_from_batch_and_db_cf(wbi, s->db, s->ro, s->cf[cf], k, n,
-                                                                 &len, &errmsg);
-  } else if ((v = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], k, n, &errmsg))) {
+  if ((v = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], k, n, &errmsg)))
     data = rocksdb_pinnableslice_value(v, &len);
-  }
   if ((st = rdb_check(errmsg, err, "cannot read from family %s", rdb_cf_names[cf]))) goto done;
   if (!data)
     st = ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
@@ -56,7 +53,6 @@ static ferry_status kv_read(ferry_store *s, ferry_cf cf, const key_prefix *p, co
     st = copy_out(data, len, val, vlen, err);
 done:
   if (v) rocksdb_pinnableslice_destroy(v);
-  if (copy) rocksdb_free(copy);
   free(k);
   return st;
 }
@@ -68,32 +64,60 @@ ferry_status ferry_kv_get(ferry_store *s, ferry_cf cf, const char *customer, con
     return ferry_error_set(err, FERRY_EINVAL, "ferry_kv_get: invalid arguments");
   if (!key_prefix_make(&p, customer))
     return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
-  return kv_read(s, cf, &p, key, klen, NULL, val, vlen, err);
+  return kv_read(s, cf, &p, key, klen, val, vlen, err);
 }
 
 /* ------------------------------------------------------------ wbatch --- */
 
+/*
+ * DESIGN
+ * Every batch collects its writes in a plain RocksDB WriteBatch, which is
+ * what commit writes. An indexed batch also keeps them readable: point reads
+ * look in a hash map (family byte + key -> latest value or tombstone), and
+ * the index family, the only one scanned through a batch, is mirrored into
+ * a RocksDB indexed batch used for nothing but merged iterators. (RocksDB's
+ * indexed batch for every write cost a skiplist insert per put and a
+ * skiplist search per get; the hash map costs neither.)
+ * A batch may read through an older batch that is still being committed
+ * ("under"): its reads see its own writes, then the older batch's, then the
+ * store. This lets a fold build batch N+1 while batch N is written on
+ * another thread.
+ */
+
+typedef struct ov_val {
+  size_t len;
+  bool deleted;
+  char data[];
+} ov_val;
+
 struct ferry_wbatch {
   ferry_store *s;
   key_prefix p;
-  rocksdb_writebatch_t *wb;     /* a plain batch, or */
-  rocksdb_writebatch_wi_t *wbi; /* an indexed one: reads see its writes */
-  ferry_error err;              /* the first problem; reported by commit */
+  rocksdb_writebatch_t *wb;       /* every write: what commit writes */
+  bool indexed;
+  strmap point;                   /* indexed: family byte + key -> ov_val* */
+  rocksdb_writebatch_wi_t *scan;  /* indexed: the index family's writes, for iterators */
+  ferry_wbatch *under;            /* being committed: read after this batch */
+  pthread_t thread;               /* commit_start's writer */
+  bool committing;
+  ferry_status commit_st;
+  ferry_error commit_err;
+  ferry_error err;                /* the first problem; reported by commit */
 };
 
 static ferry_wbatch *wbatch_new(ferry_store *s, const char *customer, bool indexed) {
   ferry_wbatch *b = NULL;
   if (!s || !(b = calloc(1, sizeof *b))) return NULL;
   b->s = s;
+  b->indexed = indexed;
+  strmap_init(&b->point);
   if (!key_prefix_make(&b->p, customer)) goto fail;
+  if (!(b->wb = rocksdb_writebatch_create())) goto fail;
   /* overwrite_keys: a read of the batch returns the latest write of a key. */
-  if (indexed)
-    b->wbi = rocksdb_writebatch_wi_create(0, 1);
-  else
-    b->wb = rocksdb_writebatch_create();
-  if (b->wb || b->wbi) return b;
+  if (indexed && !(b->scan = rocksdb_writebatch_wi_create(0, 1))) goto fail;
+  return b;
 fail:
-  free(b);
+  ferry_wbatch_destroy(b);
   return NULL;
 }
 
@@ -105,26 +129,51 @@ ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer) 
   return wbatch_new(s, customer, true);
 }
 
+void ferry_wbatch_read_through(ferry_wbatch *b, ferry_wbatch *under) {
+  if (b && b->indexed && (!under || under->indexed)) b->under = under;
+}
+
 /* Records the batch's first problem. */
-static void fail(ferry_wbatch *b, const char *msg, const char *detail) {
-  if (!b->err.code) ferry_error_set(&b->err, FERRY_EINVAL, "write batch: %s%s", msg, detail);
+static void fail(ferry_wbatch *b, ferry_status code, const char *msg, const char *detail) {
+  if (!b->err.code) ferry_error_set(&b->err, code, "write batch: %s%s", msg, detail);
 }
 
 /* The log's records may only change through ferry_store_append. */
 static bool refused(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) {
   if ((unsigned)cf >= FERRY_CF_COUNT) {
-    fail(b, "no such family", "");
+    fail(b, FERRY_EINVAL, "no such family", "");
     return true;
   }
   if (cf == FERRY_CF_EVENTS || cf == FERRY_CF_DEDUP) {
-    fail(b, "the log is written only by appends: ", rdb_cf_names[cf]);
+    fail(b, FERRY_EINVAL, "the log is written only by appends: ", rdb_cf_names[cf]);
     return true;
   }
   if (cf == FERRY_CF_META && klen == KEY_META_HEAD_LEN && memcmp(key, KEY_META_HEAD, klen) == 0) {
-    fail(b, "the log is written only by appends: ", "meta head");
+    fail(b, FERRY_EINVAL, "the log is written only by appends: ", "meta head");
     return true;
   }
   return b->err.code != FERRY_OK;
+}
+
+/* Remembers the latest write of (cf, key) for point reads. */
+static void remember(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, const void *val,
+                     size_t vlen, bool deleted) {
+  char kb[1 + 4096], *k = kb;
+  if (klen + 1 > sizeof kb && !(k = malloc(klen + 1))) goto oom;
+  k[0] = (char)cf;
+  if (klen) memcpy(k + 1, key, klen);
+  strmap_entry *e = strmap_upsert(&b->point, k, klen + 1, NULL);
+  if (k != kb) free(k);
+  if (!e) goto oom;
+  ov_val *v = realloc(e->val, sizeof *v + vlen);
+  if (!v) goto oom;
+  v->len = vlen;
+  v->deleted = deleted;
+  if (vlen) memcpy(v->data, val, vlen);
+  e->val = v;
+  return;
+oom:
+  fail(b, FERRY_ENOMEM, "out of memory", "");
 }
 
 void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, const void *val,
@@ -134,20 +183,20 @@ void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen
   size_t ks[2] = {b->p.len, klen};
   const char *vp[1] = {val};
   size_t vs[1] = {vlen};
-  if (b->wbi)
-    rocksdb_writebatch_wi_putv_cf(b->wbi, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
-  else
-    rocksdb_writebatch_putv_cf(b->wb, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
+  rocksdb_writebatch_putv_cf(b->wb, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
+  if (!b->indexed) return;
+  remember(b, cf, key, klen, val, vlen, false);
+  if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_putv_cf(b->scan, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
 }
 
 void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) {
   if (refused(b, cf, key, klen)) return;
   const char *kp[2] = {b->p.b, key};
   size_t ks[2] = {b->p.len, klen};
-  if (b->wbi)
-    rocksdb_writebatch_wi_deletev_cf(b->wbi, b->s->cf[cf], 2, kp, ks);
-  else
-    rocksdb_writebatch_deletev_cf(b->wb, b->s->cf[cf], 2, kp, ks);
+  rocksdb_writebatch_deletev_cf(b->wb, b->s->cf[cf], 2, kp, ks);
+  if (!b->indexed) return;
+  remember(b, cf, key, klen, NULL, 0, true);
+  if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_deletev_cf(b->scan, b->s->cf[cf], 2, kp, ks);
 }
 
 static int cmp_bytes(const void *a, size_t alen, const void *b, size_t blen) {
@@ -165,9 +214,9 @@ void ferry_wbatch_delete_range(ferry_wbatch *b, ferry_cf cf, const void *lo, siz
                                const void *hi, size_t hilen) {
   if (refused(b, cf, "", 0)) return;
   if (cf == FERRY_CF_META && range_has_head(lo, lolen, hi, hilen))
-    return fail(b, "the range covers the meta head record", "");
-  /* RocksDB's indexed batch cannot hold a range delete. */
-  if (b->wbi) return fail(b, "an indexed batch cannot delete a range", "");
+    return fail(b, FERRY_EINVAL, "the range covers the meta head record", "");
+  /* Reads through the batch could not see a range delete. */
+  if (b->indexed) return fail(b, FERRY_EINVAL, "an indexed batch cannot delete a range", "");
   /* No lower bound is the prefix itself; no upper bound is the next customer. */
   const char *lp[2] = {b->p.b, lo ? lo : ""};
   size_t ls[2] = {b->p.len, lo ? lolen : 0};
@@ -177,37 +226,89 @@ void ferry_wbatch_delete_range(ferry_wbatch *b, ferry_cf cf, const void *lo, siz
 }
 
 size_t ferry_wbatch_count(const ferry_wbatch *b) {
-  if (!b) return 0;
-  return (size_t)(b->wbi ? rocksdb_writebatch_wi_count(b->wbi) : rocksdb_writebatch_count(b->wb));
+  return b ? (size_t)rocksdb_writebatch_count(b->wb) : 0;
 }
 
-ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err) {
-  char *errmsg = NULL;
-  if (!b) return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_commit: no batch");
+static ferry_status commit_check(ferry_wbatch *b, ferry_error *err) {
   if (b->err.code) return ferry_error_set(err, b->err.code, "%s", b->err.msg);
   if (b->s->mode != FERRY_STORE_WRITE)
     return ferry_error_set(err, FERRY_EINVAL, "the store is open read-only");
-  rocksdb_writeoptions_t *wo = sync ? b->s->wo_sync : b->s->wo_nosync;
-  if (b->wbi)
-    rocksdb_write_writebatch_wi(b->s->db, wo, b->wbi, &errmsg);
-  else
-    rocksdb_write(b->s->db, wo, b->wb, &errmsg);
+  if (b->committing) return ferry_error_set(err, FERRY_EINVAL, "the batch is being committed");
+  return FERRY_OK;
+}
+
+static ferry_status commit_write(ferry_wbatch *b, bool sync, ferry_error *err) {
+  char *errmsg = NULL;
+  rocksdb_write(b->s->db, sync ? b->s->wo_sync : b->s->wo_nosync, b->wb, &errmsg);
   return rdb_check(errmsg, err, "cannot write batch for customer %.*s", (int)b->p.len - 1,
                    b->p.b + 1);
 }
 
+ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err) {
+  if (!b) return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_commit: no batch");
+  ferry_status st = commit_check(b, err);
+  return st ? st : commit_write(b, sync, err);
+}
+
+static void *commit_thread(void *arg) {
+  ferry_wbatch *b = arg;
+  b->commit_st = commit_write(b, false, &b->commit_err);
+  return NULL;
+}
+
+ferry_status ferry_wbatch_commit_start(ferry_wbatch *b, ferry_error *err) {
+  if (!b) return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_commit_start: no batch");
+  ferry_status st = commit_check(b, err);
+  if (st) return st;
+  if (pthread_create(&b->thread, NULL, commit_thread, b) != 0) /* write here, then */
+    return commit_write(b, false, err);
+  b->committing = true;
+  return FERRY_OK;
+}
+
+ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err) {
+  if (!b || !b->committing) return FERRY_OK;
+  pthread_join(b->thread, NULL);
+  b->committing = false;
+  if (b->commit_st && err) *err = b->commit_err;
+  return b->commit_st;
+}
+
 void ferry_wbatch_destroy(ferry_wbatch *b) {
   if (!b) return;
-  if (b->wbi) rocksdb_writebatch_wi_destroy(b->wbi);
+  ferry_wbatch_commit_wait(b, NULL);
+  if (b->scan) rocksdb_writebatch_wi_destroy(b->scan);
   if (b->wb) rocksdb_writebatch_destroy(b->wb);
+  strmap_free(&b->point, free);
   free(b);
+}
+
+/* The latest write of (cf, key) in b or the batches under it, or NULL. */
+static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) {
+  char kb[1 + 4096], *k = kb;
+  if (klen + 1 > sizeof kb && !(k = malloc(klen + 1))) return NULL;
+  k[0] = (char)cf;
+  if (klen) memcpy(k + 1, key, klen);
+  const ov_val *v = NULL;
+  for (; b && !v; b = b->under) {
+    const strmap_entry *e = strmap_get(&b->point, k, klen + 1);
+    if (e) v = e->val;
+  }
+  if (k != kb) free(k);
+  return v;
 }
 
 ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
                               char **val, size_t *vlen, ferry_error *err) {
   if (!b || (unsigned)cf >= FERRY_CF_COUNT || !val || !vlen || (!key && klen))
     return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_get: invalid arguments");
-  return kv_read(b->s, cf, &b->p, key, klen, b->wbi, val, vlen, err);
+  const ov_val *v = b->indexed ? overlay_find(b, cf, key, klen) : NULL;
+  if (!v) return kv_read(b->s, cf, &b->p, key, klen, val, vlen, err);
+  *val = NULL;
+  *vlen = 0;
+  if (v->deleted)
+    return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+  return copy_out(v->data, v->len, val, vlen, err);
 }
 
 ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
@@ -215,5 +316,13 @@ ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo
                                     ferry_error *err) {
   if (!b || !out || (unsigned)cf >= FERRY_CF_COUNT)
     return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_iter_open: invalid arguments");
-  return store_kv_iter_open(b->s, cf, &b->p, lo, lolen, hi, hilen, b->wbi, out, err);
+  if (b->indexed && cf != FERRY_CF_INDEX)
+    return ferry_error_set(err, FERRY_EINVAL, "a batch merges only the index family into scans");
+  rocksdb_writebatch_wi_t *layers[2] = {NULL, NULL}; /* innermost (oldest) first */
+  size_t n = 0;
+  if (b->indexed) {
+    if (b->under) layers[n++] = b->under->scan;
+    layers[n++] = b->scan;
+  }
+  return store_kv_iter_open(b->s, cf, &b->p, lo, lolen, hi, hilen, layers, n, out, err);
 }

@@ -98,6 +98,13 @@ static ferry_status cf_options(rocksdb_options_t *o, int cf, rocksdb_cache_t *ca
     break;
   default: rocksdb_options_set_write_buffer_size(o, 32 * MIB); break;
   }
+  if (cf == FERRY_CF_MIRROR || cf == FERRY_CF_DESIRED || cf == FERRY_CF_APPLIED ||
+      cf == FERRY_CF_INDEX) {
+    /* A fold asks these for keys that mostly do not exist yet (a new row, a
+     * new entity): a memtable bloom answers such a miss without a search. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.02);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+  }
   return FERRY_OK;
 }
 

@@ -21,6 +21,8 @@
  * to one root cost one derive). A root yields at most one entity key per
  * entity type; its claim ('C' entity key rootkey) and the key it yields
  * ('R' entity rootkey) are kept, so a key change removes the old entity.
+ * (An entity keyed "{_key}" needs neither: its key is its root's, so one
+ * root claims it, and a live desired record says the root holds it.)
  * When several roots claim one key, the claim with the smallest root key owns
  * it (deterministic whatever the order of arrival, so a replay agrees with
  * the incremental fold) and the others are listed as conflicts.
@@ -690,39 +692,65 @@ done:
   return st;
 }
 
+/* The key root yields and whether it passes, from its row through the batch. */
+static ferry_status derive_payload(fold_ctx *c, size_t e, const char *rootkey, int *passes,
+                                   char **ekey, json_t **payload) {
+  json_t *row = NULL;
+  *passes = 0;
+  ferry_status st = proj_mirror_row(c->p, c->b, ferry_mapping_entity_source(c->p->map, e), rootkey,
+                                    &row, NULL, c->err);
+  if (st || !row) return st;
+  proj_src sc = {c->p, c->b};
+  ferry_row_source src;
+  proj_row_source(&sc, &src);
+  st = ferry_mapping_derive(c->p->map, e, rootkey, row, &src, passes, ekey, payload, c->err);
+  json_decref(row);
+  if (st == FERRY_EINVAL || st == FERRY_ETOOBIG) { /* a row the mapping cannot key: no entity */
+    *passes = 0;
+    return FERRY_OK;
+  }
+  if (!st && *passes && (!(*ekey)[0] || strlen(*ekey) > FERRY_EKEY_MAX)) *passes = 0;
+  return st;
+}
+
+/* A root of an entity keyed by the root's own key: only this root can claim
+ * that key, so no claims or root records are needed; whether the root held
+ * the key before is whether a live desired record exists. */
+static ferry_status derive_own_key(fold_ctx *c, size_t e, const char *rootkey, const seqlist *seqs) {
+  char *ekey = NULL;
+  json_t *payload = NULL;
+  int passes = 0;
+  Ferry__V1__DesiredEntity *old = NULL;
+  ferry_status st = derive_payload(c, e, rootkey, &passes, &ekey, &payload);
+  if (st) goto done;
+  if (passes) {
+    st = settle_key(c, e, rootkey, rootkey, CLAIM_NEW, payload, seqs);
+    goto done;
+  }
+  const char *ename = ferry_mapping_entity_name(c->p->map, e);
+  if ((st = proj_desired_get(c->p, c->b, ename, rootkey, &old, c->err))) goto done;
+  if (old && !old->deleted) st = settle_key(c, e, rootkey, rootkey, CLAIM_RELEASE, NULL, seqs);
+done:
+  if (old) ferry__v1__desired_entity__free_unpacked(old, NULL);
+  free(ekey);
+  json_decref(payload);
+  return st;
+}
+
 /* Derives the entity of one touched root again and settles the keys involved. */
 static ferry_status derive_root(fold_ctx *c, size_t e, const char *rootkey, const seqlist *seqs) {
   ferry_projector *p = c->p;
+  if (ferry_mapping_entity_key_is_root(p->map, e)) return derive_own_key(c, e, rootkey, seqs);
   const char *ename = ferry_mapping_entity_name(p->map, e);
   char *old_ekey = NULL, *new_ekey = NULL;
   size_t olen = 0;
-  json_t *row = NULL, *payload = NULL;
+  json_t *payload = NULL;
   int passes = 0;
   ferry_key rk, k;
   root_key(&rk, ename, rootkey);
   ferry_status st = proj_get(p, c->b, FERRY_CF_INDEX, &rk, &old_ekey, &olen, c->err);
   if (st == FERRY_ENOTFOUND) st = FERRY_OK;
-  if (st) goto done;
-  st = proj_mirror_row(p, c->b, ferry_mapping_entity_source(p->map, e), rootkey, &row, NULL, c->err);
-  if (st) goto done;
-  if (row) {
-    proj_src sc = {p, c->b};
-    ferry_row_source src;
-    proj_row_source(&sc, &src);
-    st = ferry_mapping_derive(p->map, e, rootkey, row, &src, &passes, &new_ekey, &payload, c->err);
-    if (st == FERRY_EINVAL || st == FERRY_ETOOBIG) { /* a row the mapping cannot key: no entity */
-      st = FERRY_OK;
-      passes = 0;
-    }
-    if (st) goto done;
-    if (passes && (!new_ekey[0] || strlen(new_ekey) > FERRY_EKEY_MAX)) passes = 0;
-  }
-  if (old_ekey) {
-    char *o = strndup(old_ekey, olen);
-    free(old_ekey);
-    old_ekey = o;
-    if (!o) { st = ferry_error_set(c->err, FERRY_ENOMEM, "out of memory"); goto done; }
-  }
+  if (st || (st = derive_payload(c, e, rootkey, &passes, &new_ekey, &payload))) goto done;
   if (old_ekey && (!passes || strcmp(old_ekey, new_ekey) != 0)) {
     claim_prefix(&k, ename, old_ekey);
     ferry_key_raw(&k, rootkey, strlen(rootkey));
@@ -744,21 +772,25 @@ static ferry_status derive_root(fold_ctx *c, size_t e, const char *rootkey, cons
 done:
   free(old_ekey);
   free(new_ekey);
-  json_decref(row);
   json_decref(payload);
   return st;
 }
 
 /* --------------------------------------------------------------- the loop --- */
 
-/* Folds events (from, to] into one batch; *last gets the last seq folded. */
-static ferry_status fold_batch(ferry_projector *p, uint64_t to, uint64_t *last, ferry_error *err) {
+/* Folds the events after folded_seq, up to to, into a new batch *out that
+ * reads through under (an earlier batch still being written), with the
+ * checkpoint in it; *out is NULL when there was nothing to fold. */
+static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *under,
+                               ferry_wbatch **out, ferry_error *err) {
   fold_ctx c = {p, NULL, {0}, err};
   ferry_log_iter *it = NULL;
   strmap_init(&c.touched);
   ferry_status st = FERRY_OK;
+  *out = NULL;
   if (!(c.b = ferry_wbatch_create_indexed(p->store, p->customer)))
     return ferry_error_set(err, FERRY_ENOMEM, "out of memory starting a fold batch");
+  ferry_wbatch_read_through(c.b, under);
   if ((st = ferry_log_iter_open(p->store, p->customer, p->folded_seq + 1, &it, err))) goto done;
   uint64_t seq = p->folded_seq, n = 0;
   const uint8_t *ev;
@@ -778,7 +810,6 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, uint64_t *last, 
     n++;
   }
   if (r < 0 && (st = ferry_log_iter_error(it, err))) goto done;
-  *last = seq;
   if (n == 0) goto done;
   for (size_t i = 0; i < c.touched.count && !st; i++) {
     strmap_entry *t = &c.touched.entries[i];
@@ -789,25 +820,51 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, uint64_t *last, 
   p->folded_seq = seq;
   p->last_fold_us = ferry_time_now_us();
   if ((st = proj_state_put(p, c.b, err))) goto done;
-  st = ferry_wbatch_commit(c.b, false, err);
+  *out = c.b;
+  c.b = NULL;
 done:
-  if (st) proj_state_load(p, NULL); /* forget the in-memory checkpoint change */
   ferry_log_iter_close(it);
   ferry_wbatch_destroy(c.b);
   strmap_free(&c.touched, seqlist_free);
   return st;
 }
 
+/* Waits for the batch being written and frees it; keeps the first error. */
+static ferry_status finish(ferry_wbatch **b, ferry_status st, ferry_error *err) {
+  ferry_error e2;
+  ferry_status st2 = ferry_wbatch_commit_wait(*b, &e2);
+  ferry_wbatch_destroy(*b);
+  *b = NULL;
+  if (st2 && !st && err) *err = e2;
+  return st ? st : st2;
+}
+
+/*
+ * Batches are pipelined: batch N+1 is folded (reading through batch N)
+ * while batch N is written on another thread; N+1 is written only after N
+ * is, so the store always holds a whole number of batches and the
+ * checkpoint of the last.
+ */
 ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn progress,
                           void *arg, uint64_t *folded, ferry_error *err) {
-  uint64_t start = p->folded_seq, last = start;
+  uint64_t start = p->folded_seq;
+  ferry_wbatch *writing = NULL, *b = NULL;
   ferry_status st = FERRY_OK;
   while (p->folded_seq < limit) {
-    uint64_t before = p->folded_seq;
-    if ((st = fold_batch(p, limit, &last, err))) break;
+    st = fold_batch(p, limit, writing, &b, err);
+    if (writing) {
+      ferry_wbatch_read_through(b, NULL);
+      st = finish(&writing, st, err);
+    }
+    if (st || !b) break; /* an error, or the log ends before limit */
+    if ((st = ferry_wbatch_commit_start(b, err))) break;
+    writing = b;
+    b = NULL;
     if (progress) progress(arg, p->folded_seq - start, limit - start);
-    if (p->folded_seq == before) break; /* the log ends before limit */
   }
+  if (writing) st = finish(&writing, st, err);
+  ferry_wbatch_destroy(b);
+  if (st) proj_state_load(p, NULL); /* the checkpoint is the last batch written */
   if (folded) *folded = p->folded_seq - start;
   return st;
 }

@@ -403,6 +403,12 @@ const char *ferry_mapping_entity_source(const ferry_mapping *m, size_t i) {
   return i < m->n ? m->entities[i].source : NULL;
 }
 
+bool ferry_mapping_entity_key_is_root(const ferry_mapping *m, size_t i) {
+  if (i >= m->n) return false;
+  const mapping_tmpl *k = &m->entities[i].key;
+  return k->n == 1 && k->segs[0].kind == TSEG_KEY;
+}
+
 size_t ferry_mapping_entity_find(const ferry_mapping *m, const char *name) {
   for (size_t i = 0; i < m->n; i++)
     if (strcmp(m->entities[i].name, name) == 0) return i;
