@@ -240,11 +240,13 @@ static void run_size(long n, const char *mapping_path) {
   flush(s, b);
   uint64_t events = 0;
   ferry_store_head_seq(s, "bench", &events, &err);
+  long rss_ingest = rss_kib() / 1024;
   ferry_projector_opts o = {NULL, NULL, getenv("FOLD_BATCH") ? (size_t)atol(getenv("FOLD_BATCH")) : 0};
   if (ferry_projector_open(&p, s, m, "bench", &o, false, &err)) die("projector", &err);
   double t0 = now();
   if (ferry_projector_fold(p, NULL, NULL, NULL, &err)) die("fold", &err);
   double fold_s = now() - t0;
+  long rss_fold = rss_kib() / 1024;
   if (fold_only) {
     printf("%9ld entities %9" PRIu64 " events  fold %8.0f events/s (%6.2f s)\n", 2 * n, events,
            events / fold_s, fold_s);
@@ -254,6 +256,7 @@ static void run_size(long n, const char *mapping_path) {
   t0 = now();
   long applied = apply_all(p);
   double apply_s = now() - t0;
+  long rss_apply = rss_kib() / 1024;
   enum { TRIALS = 30 };
   double tc[TRIALS], tp[TRIALS];
   for (int k = 0; k < TRIALS; k++) {
@@ -268,6 +271,8 @@ static void run_size(long n, const char *mapping_path) {
          2 * n, events, events / fold_s, fold_s, tc[TRIALS / 2] * 1e3, tc[TRIALS * 9 / 10] * 1e3,
          tp[TRIALS / 2] * 1e3, tp[TRIALS * 9 / 10] * 1e3, rss_kib() / 1024, applied,
          applied / apply_s);
+  printf("%9s peak RSS after ingest %ld MiB, after fold %ld MiB, after applying %ld MiB\n", "",
+         rss_ingest, rss_fold, rss_apply);
   fflush(stdout);
   ferry_projector_close(p);
   ferry_mapping_free(m);
@@ -280,13 +285,17 @@ static void run_size(long n, const char *mapping_path) {
 }
 
 int main(int argc, char **argv) {
+  ferry_store_tune_process(); /* as ferry and ferryd do */
   const char *sizes = "10000,100000,1000000";
   const char *mapping = "examples/mapping.yaml";
-  for (int i = 1; i < argc; i++)
+  for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--fold-only") == 0) fold_only = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--sizes") == 0) sizes = argv[i + 1];
-    else if (strcmp(argv[i], "--mapping") == 0) mapping = argv[i + 1];
+    else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc) sizes = argv[++i];
+    else if (strcmp(argv[i], "--mapping") == 0 && i + 1 < argc) mapping = argv[++i];
+    else {
+      fprintf(stderr, "usage: bench_projector [--sizes N,N,..] [--mapping FILE] [--fold-only]\n");
+      return 2;
+    }
   }
   printf("bench_projector: mapping %s (contacts: lookup + collect; addresses: split + ref)\n", mapping);
   printf("entities = contacts + addresses; events = contacts + phones (1 per 2 contacts) + 100 suburbs\n");

@@ -45,6 +45,11 @@ typedef enum ferry_cf {
   FERRY_CF_COUNT
 } ferry_cf;
 
+/* Process-wide malloc settings for a program that hosts a store (glibc):
+ * keeps RocksDB's memtable blocks from fragmenting the heap, so memory
+ * stays near the store's budget. Call once at start, before threads. */
+void ferry_store_tune_process(void);
+
 /*
  * Opens (creating if needed) the store in dir. In FERRY_STORE_WRITE mode a
  * second writer gets FERRY_EBUSY with "data directory DIR is in use by pid N".
@@ -161,6 +166,8 @@ void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t k
 void ferry_wbatch_delete_range(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
                                const void *hi, size_t hilen);
 size_t ferry_wbatch_count(const ferry_wbatch *b);
+/* The size of the batch's writes in bytes. */
+size_t ferry_wbatch_bytes(const ferry_wbatch *b);
 
 /*
  * An indexed batch: ferry_wbatch_get and ferry_wbatch_iter_open see its own

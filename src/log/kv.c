@@ -84,10 +84,11 @@ ferry_status ferry_kv_get(ferry_store *s, ferry_cf cf, const char *customer, con
  * another thread.
  */
 
+/* Where the latest write of a key keeps its value: the value is the tail of
+ * the put's record in the WriteBatch, so the map stores no copy. */
 typedef struct ov_val {
-  size_t len;
+  size_t off, len;
   bool deleted;
-  char data[];
 } ov_val;
 
 struct ferry_wbatch {
@@ -95,7 +96,7 @@ struct ferry_wbatch {
   key_prefix p;
   rocksdb_writebatch_t *wb;       /* every write: what commit writes */
   bool indexed;
-  strmap point;                   /* indexed: family byte + key -> ov_val* */
+  strmap point;                   /* indexed: family byte + key -> ov_val* into wb */
   rocksdb_writebatch_wi_t *scan;  /* indexed: the index family's writes, for iterators */
   ferry_wbatch *under;            /* being committed: read after this batch */
   pthread_t thread;               /* commit_start's writer */
@@ -155,9 +156,10 @@ static bool refused(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) 
   return b->err.code != FERRY_OK;
 }
 
-/* Remembers the latest write of (cf, key) for point reads. */
-static void remember(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, const void *val,
-                     size_t vlen, bool deleted) {
+/* Remembers the latest write of (cf, key) for point reads; a put's value is
+ * the last vlen bytes of the batch. */
+static void remember(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, size_t vlen,
+                     bool deleted) {
   char kb[1 + 4096], *k = kb;
   if (klen + 1 > sizeof kb && !(k = malloc(klen + 1))) goto oom;
   k[0] = (char)cf;
@@ -165,11 +167,13 @@ static void remember(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
   strmap_entry *e = strmap_upsert(&b->point, k, klen + 1, NULL);
   if (k != kb) free(k);
   if (!e) goto oom;
-  ov_val *v = realloc(e->val, sizeof *v + vlen);
+  ov_val *v = e->val ? e->val : malloc(sizeof *v);
   if (!v) goto oom;
+  size_t size = 0;
+  rocksdb_writebatch_data(b->wb, &size);
+  v->off = size - vlen;
   v->len = vlen;
   v->deleted = deleted;
-  if (vlen) memcpy(v->data, val, vlen);
   e->val = v;
   return;
 oom:
@@ -185,7 +189,7 @@ void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen
   size_t vs[1] = {vlen};
   rocksdb_writebatch_putv_cf(b->wb, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
   if (!b->indexed) return;
-  remember(b, cf, key, klen, val, vlen, false);
+  remember(b, cf, key, klen, vlen, false);
   if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_putv_cf(b->scan, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
 }
 
@@ -195,7 +199,7 @@ void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t k
   size_t ks[2] = {b->p.len, klen};
   rocksdb_writebatch_deletev_cf(b->wb, b->s->cf[cf], 2, kp, ks);
   if (!b->indexed) return;
-  remember(b, cf, key, klen, NULL, 0, true);
+  remember(b, cf, key, klen, 0, true);
   if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_deletev_cf(b->scan, b->s->cf[cf], 2, kp, ks);
 }
 
@@ -227,6 +231,12 @@ void ferry_wbatch_delete_range(ferry_wbatch *b, ferry_cf cf, const void *lo, siz
 
 size_t ferry_wbatch_count(const ferry_wbatch *b) {
   return b ? (size_t)rocksdb_writebatch_count(b->wb) : 0;
+}
+
+size_t ferry_wbatch_bytes(const ferry_wbatch *b) {
+  size_t size = 0;
+  if (b) rocksdb_writebatch_data(b->wb, &size);
+  return size;
 }
 
 static ferry_status commit_check(ferry_wbatch *b, ferry_error *err) {
@@ -283,8 +293,10 @@ void ferry_wbatch_destroy(ferry_wbatch *b) {
   free(b);
 }
 
-/* The latest write of (cf, key) in b or the batches under it, or NULL. */
-static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) {
+/* The latest write of (cf, key) in b or the batches under it, or NULL; *in
+ * the batch holding it. */
+static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
+                                  const ferry_wbatch **in) {
   char kb[1 + 4096], *k = kb;
   if (klen + 1 > sizeof kb && !(k = malloc(klen + 1))) return NULL;
   k[0] = (char)cf;
@@ -292,7 +304,10 @@ static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void
   const ov_val *v = NULL;
   for (; b && !v; b = b->under) {
     const strmap_entry *e = strmap_get(&b->point, k, klen + 1);
-    if (e) v = e->val;
+    if (e) {
+      v = e->val;
+      *in = b;
+    }
   }
   if (k != kb) free(k);
   return v;
@@ -302,13 +317,16 @@ ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, siz
                               char **val, size_t *vlen, ferry_error *err) {
   if (!b || (unsigned)cf >= FERRY_CF_COUNT || !val || !vlen || (!key && klen))
     return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_get: invalid arguments");
-  const ov_val *v = b->indexed ? overlay_find(b, cf, key, klen) : NULL;
+  const ferry_wbatch *in = NULL;
+  const ov_val *v = b->indexed ? overlay_find(b, cf, key, klen, &in) : NULL;
   if (!v) return kv_read(b->s, cf, &b->p, key, klen, val, vlen, err);
   *val = NULL;
   *vlen = 0;
   if (v->deleted)
     return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
-  return copy_out(v->data, v->len, val, vlen, err);
+  size_t size = 0;
+  const char *data = rocksdb_writebatch_data(in->wb, &size);
+  return copy_out(data + v->off, v->len, val, vlen, err);
 }
 
 ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,

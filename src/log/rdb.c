@@ -115,7 +115,7 @@ static void db_options(rocksdb_options_t *o, bool secondary) {
   rocksdb_options_set_bytes_per_sync(o, 1 * MIB);
   /* all memtables together: memory stays bounded however many customers
    * and families are busy (the peak-RSS budget is 256 MiB at 1M entities) */
-  rocksdb_options_set_db_write_buffer_size(o, 256 * MIB);
+  rocksdb_options_set_db_write_buffer_size(o, 96 * MIB);
   /* Quiet families (meta, audit) would otherwise pin old WAL files. */
   rocksdb_options_set_max_total_wal_size(o, 512 * MIB);
   rocksdb_options_set_keep_log_file_num(o, 4);
@@ -128,7 +128,7 @@ ferry_status rdb_options_build(rdb_options *o, bool secondary) {
   rocksdb_cache_t *cache = NULL;
   memset(o, 0, sizeof *o);
   o->db = rocksdb_options_create();
-  cache = rocksdb_cache_create_lru(64 * MIB);
+  cache = rocksdb_cache_create_lru(32 * MIB);
   if (!o->db || !cache) {
     st = FERRY_ENOMEM;
     goto done;

@@ -45,6 +45,8 @@
 #include "projector/proj.h"
 
 
+#define FOLD_BATCH_BYTES (8u << 20) /* mirror writes; derived ones add about as much */
+
 typedef struct seqlist {
   uint64_t *v;
   size_t n, cap;
@@ -431,9 +433,24 @@ typedef struct ref_ctx {
   bool put;
 } ref_ctx;
 
+/* 'b' target tkey: the target has (or had) referrers, so a scan of its 'B'
+ * entries can find some. Absent for most keys, where a point read (a bloom
+ * miss) is much cheaper than opening a scan. Never removed: a stale marker
+ * costs one empty scan. */
+static void referred_key(ferry_key *k, const char *target, const char *tkey) {
+  ferry_key_reset(k);
+  ferry_key_byte(k, 'b');
+  ferry_key_enc16(k, target, strlen(target));
+  ferry_key_raw(k, tkey, strlen(tkey));
+}
+
 static ferry_status backref_edit(void *arg, const char *target, const char *tkey) {
   ref_ctx *r = arg;
   ferry_key k;
+  if (r->put) {
+    referred_key(&k, target, tkey);
+    if (!k.overflow) ferry_wbatch_put(r->b, FERRY_CF_INDEX, k.b, k.len, "", 0);
+  }
   backref_prefix(&k, target, tkey);
   ferry_key_enc16(&k, r->entity, strlen(r->entity));
   ferry_key_raw(&k, r->ekey, strlen(r->ekey));
@@ -496,11 +513,18 @@ ferry_status proj_mark_referrers(ferry_projector *p, ferry_wbatch *b, size_t ent
                                  const char *ekey, ferry_error *err) {
   if (!referenced(p, entity)) return FERRY_OK;
   ferry_key k;
+  char *v = NULL;
+  size_t vlen = 0;
+  referred_key(&k, ferry_mapping_entity_name(p->map, entity), ekey);
+  ferry_status st = proj_get(p, b, FERRY_CF_INDEX, &k, &v, &vlen, err);
+  free(v);
+  if (st == FERRY_ENOTFOUND) return FERRY_OK; /* nothing ever referred to it */
+  if (st) return st;
   backref_prefix(&k, ferry_mapping_entity_name(p->map, entity), ekey);
   mark_ctx m = {p, {0}};
   strmap_init(&m.found);
   /* the batch may not change while an iterator over it is open: collect, then mark */
-  ferry_status st = prefix_scan(p, b, &k, mark_visit, &m, err);
+  st = prefix_scan(p, b, &k, mark_visit, &m, err);
   for (size_t i = 0; !st && i < m.found.count; i++) {
     const strmap_entry *f = &m.found.entries[i];
     proj_mark_dirty(p, b, ((size_t)(uint8_t)f->key[0] << 8) | (uint8_t)f->key[1], f->key + 2, true);
@@ -797,7 +821,9 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *un
   size_t len;
   int r = 0;
   /* seqs are consecutive, so stopping at seq == to never reads past it */
-  while (n < p->fold_batch && seq < to && (r = ferry_log_iter_next(it, &seq, &ev, &len)) == 1) {
+  /* A batch is bounded in events and in bytes (two are in memory at once). */
+  while (n < p->fold_batch && seq < to && ferry_wbatch_bytes(c.b) < FOLD_BATCH_BYTES &&
+         (r = ferry_log_iter_next(it, &seq, &ev, &len)) == 1) {
     Ferry__V1__Event *e = ferry__v1__event__unpack(NULL, len, ev);
     if (!e || !e->change) {
       if (e) ferry__v1__event__free_unpacked(e, NULL);
