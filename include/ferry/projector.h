@@ -185,6 +185,20 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
  * create intent durable: one WAL sync for many calls. */
 ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err);
 
+/* A write group: from group_begin on, intents and outcomes collect in one
+ * pending batch, which ferry_projector_flush writes (with the checkpoint's
+ * audit counter), so many finished calls cost one write. Until then they
+ * are invisible to reads: flush before a plan walk, and before sending
+ * calls whose intents are pending (flush with sync). A crash loses only
+ * pending outcomes: their entities stay dirty, with the intent or in-doubt
+ * mark written before the call was sent, exactly as if the crash had come
+ * before the answer. group_end flushes and stops grouping. */
+ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err);
+ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *err);
+ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err);
+/* Writes pending in the group. */
+size_t ferry_projector_pending(const ferry_projector *p);
+
 /* Marks every failed entity dirty again (sync --retry-failed). */
 ferry_status ferry_projector_retry_failed(ferry_projector *p, uint64_t *n, ferry_error *err);
 

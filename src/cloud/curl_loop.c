@@ -25,6 +25,7 @@ struct curl_loop {
 typedef struct sock_watch {
   struct event ev;
   bool armed;
+  short kind; /* what ev waits for while armed */
 } sock_watch;
 
 /* Hands every finished transfer to the owner. The message is copied out
@@ -70,17 +71,19 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     }
     return 0;
   }
+  short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
+                       ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
   if (!w) {
     w = calloc(1, sizeof *w);
     if (!w) return -1; /* curl fails the transfer: out of memory */
     curl_multi_assign(l->multi, s, w);
   } else if (w->armed) {
+    if (w->kind == kind) return 0; /* unchanged: spare the loop two epoll_ctl calls */
     event_del(&w->ev);
   }
-  short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                       ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
   event_assign(&w->ev, l->base, s, kind, on_socket, l);
   w->armed = event_add(&w->ev, NULL) == 0;
+  w->kind = kind;
   return w->armed ? 0 : -1;
 }
 

@@ -66,6 +66,8 @@ struct ferry_sync {
   ferry_error err;
   ferry_sync_report rep;
   struct event *kick; /* deferred advance and the done callback */
+  struct event *flush; /* end of a loop turn: write the turn's outcomes */
+  bool flush_due;
   ferry_sync_done_fn done;
   void *done_arg;
 };
@@ -149,9 +151,34 @@ static void begin_creates(ferry_sync *s, job *from) {
       ferry_cloud_idempotency_key(j->idem, s->customer, j->call->entity, j->call->key, gen);
   }
   if (any) {
-    ferry_status st = ferry_projector_sync_wal(s->p, &err);
+    ferry_status st = ferry_projector_flush(s->p, true, &err);
     if (st) fail(s, st, &err);
   }
+}
+
+/* Writes the outcomes recorded so far (one batch for all of them). */
+static void flush_now(ferry_sync *s) {
+  ferry_error err;
+  s->flush_due = false;
+  ferry_status st = ferry_projector_flush(s->p, false, &err);
+  if (st) fail(s, st, &err);
+}
+
+/* After an outcome is recorded: flush once the loop has handled every
+ * answer that arrived with it (the event runs after those already active). */
+static void flush_soon(ferry_sync *s) {
+  if (s->flush_due) return;
+  s->flush_due = true;
+  event_active(s->flush, EV_TIMEOUT, 0);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+  ferry_sync *s = arg;
+  (void)fd;
+  (void)what;
+  if (!s->flush_due) return;
+  flush_now(s);
+  if (s->st) advance(s);
 }
 
 /* Walks the current phase for up to a chunk of new entities; returns how many. */
@@ -159,6 +186,8 @@ static unsigned plan_chunk(ferry_sync *s) {
   ferry_error err;
   job *tail = s->qtail;
   s->walk_new = 0;
+  flush_now(s); /* the walk reads dirty marks: they must include every outcome */
+  if (s->st) return 0;
   ferry_status st = ferry_projector_plan_phase(s->p, s->phase, on_planned, s, &err);
   if (st) fail(s, st, &err);
   if (!s->st) begin_creates(s, tail ? tail->next : s->qhead);
@@ -214,6 +243,7 @@ static void on_result(void *arg, const ferry_cloud_result *r) {
   s->in_flight--;
   ferry_status st = ferry_projector_record(s->p, j->call, &cr, &err);
   if (st) fail(s, st, &err);
+  flush_soon(s);
   count(s, j->call, r);
   if (r->outcome == FERRY_OUTCOME_UNKNOWN) gave_up(s, r);
   if (s->o.on_call) s->o.on_call(s->o.on_call_arg, j->call, &cr);
@@ -227,6 +257,7 @@ static void record_none(ferry_sync *s, job *j) {
   ferry_call_result cr = {FERRY_OUTCOME_OK, 0, NULL, NULL, NULL, NULL, 0, 0};
   ferry_status st = ferry_projector_record(s->p, j->call, &cr, &err);
   if (st) fail(s, st, &err);
+  flush_soon(s);
   s->rep.unchanged++;
   if (s->o.on_call) s->o.on_call(s->o.on_call_arg, j->call, NULL);
 }
@@ -238,6 +269,7 @@ static void record_rejected(ferry_sync *s, job *j, const ferry_error *why) {
   ferry_call_result cr = {FERRY_OUTCOME_FAILED, 0, NULL, NULL, NULL, why->msg, 0, 0};
   ferry_status st = ferry_projector_record(s->p, j->call, &cr, &err);
   if (st) fail(s, st, &err);
+  flush_soon(s);
   s->rep.calls++;
   s->rep.failed++;
   if (s->o.on_call) s->o.on_call(s->o.on_call_arg, j->call, &cr);
@@ -337,8 +369,10 @@ static void note(ferry_sync *s) {
 
 static void end(ferry_sync *s) {
   ferry_error err;
-  ferry_status st = ferry_projector_sync_wal(s->p, &err); /* recorded outcomes, durably */
+  s->flush_due = false;
+  ferry_status st = ferry_projector_flush(s->p, true, &err); /* recorded outcomes, durably */
   if (st) fail(s, st, &err);
+  if ((st = ferry_projector_group_end(s->p, &err))) fail(s, st, &err);
   note(s);
   s->rep.stopped = s->stopping;
   ferry_cloud_stats_get(s->c, &s->rep.cloud);
@@ -392,7 +426,8 @@ ferry_status ferry_sync_create(ferry_sync **out, struct event_base *base, const 
   ferry_status st = FERRY_OK;
   ferry_sync *s = calloc(1, sizeof *s);
   *out = NULL;
-  if (!s || !(s->customer = strdup(customer)) || !(s->kick = event_new(base, -1, 0, on_kick, s))) {
+  if (!s || !(s->customer = strdup(customer)) || !(s->kick = event_new(base, -1, 0, on_kick, s)) ||
+      !(s->flush = event_new(base, -1, 0, on_flush, s))) {
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
@@ -421,6 +456,8 @@ ferry_status ferry_sync_start(ferry_sync *s, ferry_sync_done_fn done, void *arg,
   s->done = done;
   s->done_arg = arg;
   s->nphases = ferry_projector_phases(s->p);
+  ferry_status st = ferry_projector_group_begin(s->p, err);
+  if (st) return st;
   new_pass(s);
   event_active(s->kick, EV_TIMEOUT, 0);
   return FERRY_OK;
@@ -437,6 +474,11 @@ void ferry_sync_destroy(ferry_sync *s) {
   if (!s) return;
   drop_queue(s);
   strmap_free(&s->handled, NULL);
+  if (s->started && !s->ended) { /* outcomes recorded so far are still true */
+    ferry_error err;
+    ferry_projector_group_end(s->p, &err);
+  }
+  if (s->flush) event_free(s->flush);
   if (s->kick) event_free(s->kick);
   free(s->customer);
   free(s);

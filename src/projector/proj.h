@@ -37,7 +37,18 @@ struct ferry_projector {
   int64_t last_fold_us, last_sync_us;
   char *last_sync_result;
   uint64_t audit_seq;
+  /* the applier's write group (ferry_projector_group_begin) */
+  bool grouping;
+  ferry_wbatch *group;     /* pending writes, created on the first */
 };
+
+/* The batch an applier write goes into: the open group's, or a new one
+ * (NULL when out of memory). proj_written commits and frees a new one, or
+ * leaves a group's pending; on error it drops the whole group, since a
+ * half-recorded call must not be committed (its entity stays dirty and in
+ * doubt, as after a crash). */
+ferry_wbatch *proj_writer(ferry_projector *p);
+ferry_status proj_written(ferry_projector *p, ferry_wbatch *b, ferry_status st, ferry_error *err);
 
 /* Reads / writes the checkpoint (meta "projection"). put adds it to a batch. */
 ferry_status proj_state_load(ferry_projector *p, ferry_error *err);

@@ -32,7 +32,7 @@ ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
   ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
   if (st || !a || a->uncertain) goto done;
   a->uncertain = true; /* until the outcome is recorded: see proj_is_dirty */
-  ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
+  ferry_wbatch *b = proj_writer(p);
   if (!b) {
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
@@ -40,8 +40,7 @@ ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
   ferry_key k;
   ferry_key_entity(&k, c->entity, c->key);
   proj_put_pb(b, FERRY_CF_APPLIED, &k, &a->base);
-  st = ferry_wbatch_commit(b, false, err);
-  ferry_wbatch_destroy(b);
+  st = proj_written(p, b, FERRY_OK, err);
 done:
   if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
   return st;
@@ -67,7 +66,7 @@ ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *
   n.payload = "";
   n.updated_at_us = ferry_time_now_us();
   *generation = n.create_generation;
-  ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
+  ferry_wbatch *b = proj_writer(p);
   if (!b) st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   if (!st) {
     ferry_key k;
@@ -75,9 +74,8 @@ ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *
     proj_put_pb(b, FERRY_CF_APPLIED, &k, &n.base);
     /* not synced here: the applier stores the intents of a group of creates
      * and syncs the WAL once (ferry_projector_sync_wal) before any is sent */
-    st = ferry_wbatch_commit(b, false, err);
+    st = proj_written(p, b, FERRY_OK, err);
   }
-  ferry_wbatch_destroy(b);
   if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
   return st;
 }
@@ -159,11 +157,14 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
   char *payload_text = NULL;
   bool id_changed = false;
   size_t e = ferry_mapping_entity_find(p->map, c->entity);
-  ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
-  ferry_status st = b ? FERRY_OK : ferry_error_set(err, FERRY_ENOMEM, "out of memory");
-  if (!st) st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
+  ferry_wbatch *b = NULL;
+  ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
   if (!st) st = proj_desired_get(p, NULL, c->entity, c->key, &d, err);
   if (st) goto done;
+  if (!(b = proj_writer(p))) {
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+    goto done;
+  }
   Ferry__V1__AppliedEntity n = FERRY__V1__APPLIED_ENTITY__INIT;
   if (a) n = *a;
   n.endpoint = c->endpoint;
@@ -187,7 +188,7 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
     n.error = "";
     n.error_status = 0;
     n.failed_hash.len = 0;
-    ferry_wbatch_delete(b, FERRY_CF_INDEX, fk.b, fk.len);
+    if (a && a->failed) ferry_wbatch_delete(b, FERRY_CF_INDEX, fk.b, fk.len);
   }
   proj_put_pb(b, FERRY_CF_APPLIED, &k, &n.base);
   bool dirty = r->outcome != FERRY_OUTCOME_FAILED && proj_is_dirty(d, &n);
@@ -206,12 +207,11 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
   if (id_changed && e != SIZE_MAX && (st = proj_mark_referrers(p, b, e, c->key, err))) goto done;
   if (c->kind != FERRY_CALL_NONE)
     put_audit(p, b, c, r, c->kind == FERRY_CALL_CREATE ? n.cloud_id : c->cloud_id);
-  if ((st = proj_state_put(p, b, err))) goto done;
-  st = ferry_wbatch_commit(b, false, err);
+  if (!p->grouping) st = proj_state_put(p, b, err); /* the audit counter; a group's flush puts it */
 done:
+  if (b) st = proj_written(p, b, st, err);
   if (st) proj_state_load(p, NULL);
   free(payload_text);
-  ferry_wbatch_destroy(b);
   if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
   if (d) ferry__v1__desired_entity__free_unpacked(d, NULL);
   return st;
@@ -219,6 +219,64 @@ done:
 
 ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err) {
   return ferry_store_sync_wal(p->store, err);
+}
+
+/* ------------------------------------------------------------ grouping --- */
+
+ferry_wbatch *proj_writer(ferry_projector *p) {
+  if (!p->grouping) return ferry_wbatch_create(p->store, p->customer);
+  if (!p->group) p->group = ferry_wbatch_create(p->store, p->customer);
+  return p->group;
+}
+
+/* Drops the group's pending writes (and the audit numbers they took). */
+static void group_drop(ferry_projector *p) {
+  ferry_wbatch_destroy(p->group);
+  p->group = NULL;
+  proj_state_load(p, NULL);
+}
+
+ferry_status proj_written(ferry_projector *p, ferry_wbatch *b, ferry_status st, ferry_error *err) {
+  if (b == p->group) {
+    if (st) group_drop(p);
+    return st;
+  }
+  if (!st) st = ferry_wbatch_commit(b, false, err);
+  ferry_wbatch_destroy(b);
+  return st;
+}
+
+ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err) {
+  if (p->grouping) return ferry_error_set(err, FERRY_EINVAL, "a write group is already open");
+  p->grouping = true;
+  return FERRY_OK;
+}
+
+ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *err) {
+  ferry_status st = FERRY_OK;
+  if (p->group) {
+    if (!(st = proj_state_put(p, p->group, err))) st = ferry_wbatch_commit(p->group, sync, err);
+    if (st) {
+      group_drop(p);
+      return st;
+    }
+    ferry_wbatch_destroy(p->group);
+    p->group = NULL;
+  } else if (sync) {
+    st = ferry_store_sync_wal(p->store, err);
+  }
+  return st;
+}
+
+ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err) {
+  if (!p->grouping) return FERRY_OK;
+  ferry_status st = ferry_projector_flush(p, false, err);
+  p->grouping = false;
+  return st;
+}
+
+size_t ferry_projector_pending(const ferry_projector *p) {
+  return p->group ? ferry_wbatch_count(p->group) : 0;
 }
 
 typedef struct retry_ctx {
