@@ -45,12 +45,12 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* CPU seconds this process has used. */
-static double cpu_s(void) {
+/* CPU seconds this process has used (*sys: of them in the kernel). */
+static double cpu_s(double *sys) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + *sys;
 }
 
 static void die(const char *what, const ferry_error *err) {
@@ -230,10 +230,11 @@ int main(int argc, char **argv) {
   co.concurrency = (int)o.concurrency;
   if (ferry_cloud_create(&cloud, base, &co, &err)) die("cloud client", &err);
   ferry_sync_report rep;
-  double t = now(), cpu = cpu_s();
+  double sys0 = 0, sys1 = 0;
+  double t = now(), cpu = cpu_s(&sys0);
   if (ferry_sync_run(base, "acme", proj, cloud, NULL, &rep, &err)) die("sync", &err);
   double apply_s = now() - t;
-  cpu = cpu_s() - cpu;
+  cpu = cpu_s(&sys1) - cpu;
 
   json_t *st = cloud_stats(port);
   json_int_t served = json_integer_value(json_object_get(json_object_get(st, "requests"), "total"));
@@ -246,8 +247,9 @@ int main(int argc, char **argv) {
          o.entities / fold_s);
   printf("apply               %" PRIu64 " calls in %.2f s: %.0f calls/s (concurrency %u)\n",
          rep.calls, apply_s, calls_s, o.concurrency);
-  printf("ferry's CPU         %.2f s (%.0f%% of the apply's time, %.0f us per call)\n", cpu,
-         100 * cpu / apply_s, 1e6 * cpu / (double)(rep.calls ? rep.calls : 1));
+  printf("ferry's CPU         %.2f s (%.0f%% of the apply's time, %.0f us per call, %.0f us of it"
+         " in the kernel)\n", cpu, 100 * cpu / apply_s, 1e6 * cpu / (double)(rep.calls ? rep.calls : 1),
+         1e6 * (sys1 - sys0) / (double)(rep.calls ? rep.calls : 1));
   printf("wrk GET one record  %.0f requests/s (-c%u, %u s)\n", rps, o.concurrency, o.wrk_seconds);
   printf("ratio               %.0f%% of wrk (goal >= 50%%)\n", rps > 0 ? 100 * calls_s / rps : 0);
   printf("calls per entity    %.4f (cloud served %lld requests, holds %lld records; goal 1)\n",
