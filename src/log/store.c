@@ -163,6 +163,17 @@ ferry_status ferry_store_sync_wal(ferry_store *s, ferry_error *err) {
   return rdb_check(errmsg, err, "cannot sync the write-ahead log of %s", s->dir);
 }
 
+ferry_status ferry_store_compact_customer(ferry_store *s, ferry_cf cf, const char *customer,
+                                          ferry_error *err) {
+  key_prefix p;
+  if (!s || s->mode != FERRY_STORE_WRITE || (unsigned)cf >= FERRY_CF_COUNT)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_store_compact_customer: not a writer");
+  if (!key_prefix_make(&p, customer))
+    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
+  rocksdb_compact_range_cf(s->db, s->cf[cf], p.b, p.len, p.upper, p.len);
+  return FERRY_OK;
+}
+
 void ferry_store_stats_get(ferry_store *s, ferry_store_stats *out) {
   memset(out, 0, sizeof *out);
   if (s && s->com) committer_stats(s->com, out);
