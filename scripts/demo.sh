@@ -133,6 +133,17 @@ wait_synced() {
     sleep 0.1
   done
 }
+# one_line_objects: pretty JSON with each innermost object or array (nothing nested in it) on
+# one line
+one_line_objects() {
+  awk 'function flush() { for (i = 1; i <= n; i++) print b[i]; n = 0 }
+    /[[{]$/ { flush(); b[++n] = $0; next }
+    n && /^ *[]}],?$/ { s = b[1]; for (i = 2; i <= n + 1; i++) { t = i <= n ? b[i] : $0; sub(/^ +/, "", t); s = s " " t }
+                        print s; n = 0; next }
+    n { b[++n] = $0; next }
+    { print }
+    END { flush() }'
+}
 cloud_contact() { curl -sS "$CLOUD/accounts/$customer/contacts?legacy_key=contact/$featured"; echo; }
 
 # --- the sample ----------------------------------------------------------------------------------
@@ -204,7 +215,8 @@ show "ferry --config ferry.yaml history $customer --row Suburbs/$suburb > rename
 show "head -n 4 rename.txt"
 echo "... $(wc -l <rename.txt) calls in all, caused by one change: the rename of suburb $suburb in wave 3"
 section "why contact/$featured looks the way it does: explain"
-show "ferry --config ferry.yaml explain $customer contact/$featured"
+printf '%s$ %s%s\n' "$DIM" "ferry --config ferry.yaml explain $customer contact/$featured" "$R0"
+ferry --config ferry.yaml explain "$customer" "contact/$featured" | one_line_objects
 
 # --- rewind and resume -------------------------------------------------------------------------------
 section "rewind to seq $snapshot_seq (the snapshot, before the waves) and hold there"
