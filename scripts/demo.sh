@@ -11,8 +11,8 @@
 #   scripts/demo.sh --smoke    a customer 50 times smaller (the test suite runs this)
 #
 # Environment: FERRY_BUILD_DIR=DIR runs the binaries already built in DIR (no install, no
-# build); FERRY_DEMO_DIR=DIR works in DIR and keeps it (default: a temporary directory,
-# removed at the end unless the demo fails).
+# build); FERRY_DEMO_DIR=DIR works in DIR (new or empty) and keeps it (default: a temporary
+# directory, removed at the end unless the demo fails).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 example=$root/examples/property-management
@@ -53,6 +53,7 @@ export PATH=$bin:$PATH
 # --- the work directory, and stopping everything at the end ---------------------------------------
 keep=0
 if [ -n "${FERRY_DEMO_DIR:-}" ]; then
+  [ -z "$(ls -A "$FERRY_DEMO_DIR" 2>/dev/null)" ] || die "FERRY_DEMO_DIR $FERRY_DEMO_DIR is not empty"
   mkdir -p "$FERRY_DEMO_DIR"
   work=$(cd "$FERRY_DEMO_DIR" && pwd)
   keep=1
@@ -120,10 +121,10 @@ wait_synced() {
     head=$(num "$s" head_seq) proj=$(num "$s" projected_seq) pend=$(num "$s" pending)
     grep -q '"held":true' <<<"$s" && head=$(num "$s" hold_seq)
     if [ "$proj" -eq "$head" ] && [ "$pend" -eq 0 ] && grep -q '"state":"idle"' <<<"$s"; then
-      elapsed=$(($(ms) - t0))
       return
     fi
     grep -q '"failed":0,' <<<"$s" || die "entities failed: $s"
+    grep -q '"run_failures":0,' <<<"$s" || die "a run failed (ferryd.log says why): $s"
     [ "$SECONDS" -lt "$deadline" ] || die "not in sync after 10 minutes: $s"
     if [ "${1:-}" = progress ] && [ "$(ms)" -ge "$next" ]; then
       printf '  %5s  folded %s of %s events, %s entities pending, %s records in the cloud\n' \
