@@ -28,6 +28,10 @@ check "the same options give the same bytes" cmp -s "$T/a.ndjson" "$T/b.ndjson"
 check "another seed gives other bytes" test "$(cmp -s "$T/a.ndjson" "$T/c.ndjson"; echo $?)" -eq 1
 check "--scale multiplies the default sizes" \
   test "$("$GEN" initial --scale 0.01 --quiet | wc -l)" -eq $((200 + 400 + 80 + 60 + 5))
+"$GEN" initial --contacts 0 --phones 0 --properties 3 --tenancies 2 --suburbs 1 >"$T/z.ndjson" 2>/dev/null
+check "sizes of 0 are 0 rows, not the default" test "$(wc -l <"$T/z.ndjson")" -eq 6
+expect_status 0 "a wave of a customer without contacts" \
+  "$GEN" changes --wave 2 --contacts 0 --phones 0 --properties 3 --tenancies 2 --suburbs 1
 for k in 1 2 3 4 5 6; do "$GEN" changes --wave "$k" "${SMALL[@]}" >"$T/w$k.ndjson" 2>"$T/w$k.err"; done
 "$GEN" changes --wave 4 "${SMALL[@]}" 2>/dev/null >"$T/w4again.ndjson"
 check "a wave is the same when written again" cmp -s "$T/w4.ndjson" "$T/w4again.ndjson"

@@ -127,7 +127,7 @@ void gen_random_email(gen_customer *c, gen_contact *k) {
     snprintf(k->email, sizeof k->email, "%s", addr);
   } else if (shape < 80) { /* typed in by hand: capitals */
     snprintf(k->email, sizeof k->email, "%s", addr);
-    k->email[0] = (char)(k->email[0] & ~0x20);
+    if (k->email[0] >= 'a' && k->email[0] <= 'z') k->email[0] = (char)(k->email[0] & ~0x20);
     for (char *p = strchr(k->email, '@'); p && *p; p++)
       if (*p >= 'a' && *p <= 'z' && gen_chance(c, 0.5)) *p = (char)(*p & ~0x20);
   } else if (shape < 87) { /* pasted: stray spaces */

@@ -21,11 +21,13 @@
 #include "customer.h"
 #include "waves.h"
 
+#define DEFAULT ((unsigned long)-1) /* a count not given on the command line */
+
 typedef struct options {
   const char *command;
   double scale;
   unsigned long seed, wave, changes;
-  unsigned long contacts, phones, properties, tenancies, suburbs; /* 0: the default */
+  unsigned long contacts, phones, properties, tenancies, suburbs; /* DEFAULT: not given */
   bool quiet, help;
 } options;
 
@@ -102,6 +104,7 @@ static int parse(options *o, int argc, char **argv) {
   memset(o, 0, sizeof *o);
   o->scale = 1;
   o->seed = 1;
+  o->changes = o->contacts = o->phones = o->properties = o->tenancies = o->suburbs = DEFAULT;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (strncmp(arg, "--", 2) != 0) {
@@ -152,9 +155,9 @@ static int parse(options *o, int argc, char **argv) {
   return 0;
 }
 
-/* A size: as given, else the default times --scale (at least 1). */
+/* A size: as given (0 included), else the default times --scale (at least 1). */
 static uint32_t size_of(unsigned long given, double deflt, double scale) {
-  if (given) return (uint32_t)given;
+  if (given != DEFAULT) return (uint32_t)given;
   double n = round(deflt * scale);
   return n < 1 ? 1 : (uint32_t)n;
 }
@@ -163,7 +166,7 @@ static int run(const options *o) {
   gen_sizes z = {size_of(o->contacts, 20000, o->scale), size_of(o->phones, 40000, o->scale),
                  size_of(o->properties, 8000, o->scale), size_of(o->tenancies, 6000, o->scale),
                  size_of(o->suburbs, 500, o->scale)};
-  uint32_t changes = o->changes             ? (uint32_t)o->changes
+  uint32_t changes = o->changes != DEFAULT  ? (uint32_t)o->changes
                      : z.contacts / 20 < 50 ? 50
                                             : z.contacts / 20;
   gen_customer c;
