@@ -156,7 +156,7 @@ looked up, owner referenced), a tenancy (property and tenant referenced). Archiv
 not migrated."
 cp "$example/mapping.yaml" "$example/ferry.yaml" .
 show "ferry-gen initial $gen_size > initial.ndjson"
-for k in $(seq "$waves"); do ferry-gen changes --wave "$k" $gen_size --quiet >"wave-$k.ndjson"; done
+for k in $(seq "$waves"); do ferry-gen changes --wave "$k" $gen_size >"wave-$k.ndjson" 2>"wave-$k.txt"; done
 echo "(and ferry-gen changes --wave K $gen_size > wave-K.ndjson for K = 1..$waves: the changes of $waves days)"
 
 section "start the reference cloud and ferryd on free loopback ports"
@@ -191,7 +191,7 @@ echo "cloud records: $(collections)"
 wave_ms=0 wave_calls=0 wave_lines=0
 for k in $(seq "$waves"); do
   section "wave $k of $waves: a day of changes in the legacy product"
-  ferry-gen changes --wave "$k" $gen_size 2>&1 >/dev/null | sed 's/^ferry-gen: //'
+  sed 's/^ferry-gen: //' "wave-$k.txt"
   t0=$(ms)
   calls_mark
   show "curl -sS -H \"\$AUTH\" -H 'Content-Type: application/x-ndjson' --data-binary @wave-$k.ndjson $FERRYD/v1/customers/$customer/changes"
