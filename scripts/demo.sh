@@ -134,6 +134,17 @@ wait_synced() {
     sleep 0.1
   done
 }
+# synced COMMAND [progress]: shows and runs COMMAND, then waits until the customer is in sync;
+# leaves the time it took in step_ms and the cloud calls it caused in d_* and $calls
+synced() {
+  local t0
+  t0=$(ms)
+  calls_mark
+  show "$1"
+  wait_synced "${2:-}"
+  calls_since
+  step_ms=$(($(ms) - t0))
+}
 # one_line_objects: pretty JSON with each innermost object or array (nothing nested in it) on
 # one line
 one_line_objects() {
@@ -145,7 +156,6 @@ one_line_objects() {
     { print }
     END { flush() }'
 }
-cloud_contact() { curl -sS "$CLOUD/accounts/$customer/contacts?legacy_key=contact/$featured"; echo; }
 
 # --- the sample ----------------------------------------------------------------------------------
 section "a legacy property-management customer (examples/property-management/)"
@@ -176,14 +186,9 @@ FERRYD=http://127.0.0.1:$(wait_port ferryd.out)
 echo "cloud at $CLOUD, ferryd at $FERRYD (ferry.yaml: base_url $CLOUD/accounts/{customer})"
 
 section "the first sync: POST the customer's rows; ferryd appends them durably, folds, applies"
-t0=$(ms)
-calls_mark
-show "curl -sS -H \"\$AUTH\" -H 'Content-Type: application/x-ndjson' --data-binary @initial.ndjson $FERRYD/v1/customers/$customer/changes"
+synced "curl -sS -H \"\$AUTH\" -H 'Content-Type: application/x-ndjson' --data-binary @initial.ndjson $FERRYD/v1/customers/$customer/changes" progress
 snapshot_seq=$(num "$(status)" head_seq)
-wait_synced progress
-calls_since
-t_first=$(($(ms) - t0))
-first_calls=$d_ALL
+t_first=$step_ms first_calls=$d_ALL
 echo "in sync after $(secs "$t_first"): $calls"
 echo "cloud records: $(collections)"
 
@@ -192,14 +197,10 @@ wave_ms=0 wave_calls=0 wave_lines=0
 for k in $(seq "$waves"); do
   section "wave $k of $waves: a day of changes in the legacy product"
   sed 's/^ferry-gen: //' "wave-$k.txt"
-  t0=$(ms)
-  calls_mark
-  show "curl -sS -H \"\$AUTH\" -H 'Content-Type: application/x-ndjson' --data-binary @wave-$k.ndjson $FERRYD/v1/customers/$customer/changes"
-  wait_synced
-  calls_since
-  wave_ms=$((wave_ms + $(ms) - t0)) wave_calls=$((wave_calls + d_ALL))
+  synced "curl -sS -H \"\$AUTH\" -H 'Content-Type: application/x-ndjson' --data-binary @wave-$k.ndjson $FERRYD/v1/customers/$customer/changes"
+  wave_ms=$((wave_ms + step_ms)) wave_calls=$((wave_calls + d_ALL))
   wave_lines=$((wave_lines + $(wc -l <"wave-$k.ndjson")))
-  echo "in sync after $(secs $(($(ms) - t0))): $calls"
+  echo "in sync after $(secs "$step_ms"): $calls"
 done
 say "Each call is one the cloud needs. Duplicates are dropped by id and late versions ignored \
 as stale; a change to a column no entity maps sends nothing; several changes to one entity \
@@ -222,25 +223,17 @@ ferry --config ferry.yaml explain "$customer" "contact/$featured" | one_line_obj
 # --- rewind and resume -------------------------------------------------------------------------------
 section "rewind to seq $snapshot_seq (the snapshot, before the waves) and hold there"
 say "The projection is rebuilt as of that seq; the cloud is rolled back to it with the fewest calls."
-show "cloud_contact"
-t0=$(ms)
-calls_mark
-show "curl -sS -H \"\$AUTH\" -d '{\"to_seq\":$snapshot_seq,\"hold\":true}' $FERRYD/v1/customers/$customer/rewind"
-wait_synced
-calls_since
-t_rewind=$(($(ms) - t0)) rewind_calls=$d_ALL
+show "curl -sS -w '\\n' '$CLOUD/accounts/$customer/contacts?legacy_key=contact/$featured'"
+synced "curl -sS -H \"\$AUTH\" -d '{\"to_seq\":$snapshot_seq,\"hold\":true}' $FERRYD/v1/customers/$customer/rewind"
+t_rewind=$step_ms rewind_calls=$d_ALL
 echo "the cloud is back at seq $snapshot_seq after $(secs "$t_rewind"): $calls"
-show "cloud_contact"
+show "curl -sS -w '\\n' '$CLOUD/accounts/$customer/contacts?legacy_key=contact/$featured'"
 
 section "resume: the hold is lifted and the cloud rolls forward to the head again"
-t0=$(ms)
-calls_mark
-show "curl -sS -H \"\$AUTH\" -X POST $FERRYD/v1/customers/$customer/resume"
-wait_synced
-calls_since
-t_resume=$(($(ms) - t0)) resume_calls=$d_ALL
+synced "curl -sS -H \"\$AUTH\" -X POST $FERRYD/v1/customers/$customer/resume"
+t_resume=$step_ms resume_calls=$d_ALL
 echo "back at the head after $(secs "$t_resume"): $calls"
-show "cloud_contact"
+show "curl -sS -w '\\n' '$CLOUD/accounts/$customer/contacts?legacy_key=contact/$featured'"
 
 # --- a mapping fix and replay ----------------------------------------------------------------------
 section "a mapping fix: an empty e-mail address should be null in the cloud, not \"\""
@@ -255,12 +248,8 @@ mapping is not synced until it is replayed, so an edit never rewrites a cloud ac
 show "kill -HUP $ferryd_pid"
 for _ in $(seq 100); do grep -q '"mapping_changed":true' <<<"$(status)" && break; sleep 0.1; done
 show "curl -sS -H \"\$AUTH\" $FERRYD/v1/customers/$customer/status | grep -o '\"mapping_changed\":[a-z]*'"
-t0=$(ms)
-calls_mark
-show "curl -sS -H \"\$AUTH\" -X POST $FERRYD/v1/customers/$customer/replay"
-wait_synced
-calls_since
-t_replay=$(($(ms) - t0)) replay_calls=$d_ALL
+synced "curl -sS -H \"\$AUTH\" -X POST $FERRYD/v1/customers/$customer/replay"
+t_replay=$step_ms replay_calls=$d_ALL
 echo "replayed the whole log with the new mapping in $(secs "$t_replay"): $calls"
 [ "$d_PATCH" -eq "$empty" ] && [ "$d_ALL" -eq "$empty" ] ||
   die "the replay should patch exactly the $empty contacts with an empty e-mail"

@@ -54,12 +54,7 @@ check "...and nothing else is sent" contains "$T/out" "; 0 calls"
 # --- ferryd ------------------------------------------------------------------------------------
 start_bg "$FERRYD" --config "$C" >"$T/ferryd.out" 2>"$T/ferryd.err"
 FD_PID=$BG_PID
-for _ in $(seq 200); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/ferryd.out")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-URL=http://127.0.0.1:$port
+URL=http://127.0.0.1:$(wait_port "$T/ferryd.out")
 wait_status "ferryd reports the refused entity as failed" \
   's.failed === 1 && s.failed_entities[0].entity === "address" && s.failed_entities[0].status === 413'
 expect_status 3 "ferry backup while ferryd runs: exit 3" "$FERRY" --config "$C" backup "$T/b2"

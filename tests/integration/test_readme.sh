@@ -67,11 +67,7 @@ check "README names ferryd's endpoints (10 or more)" test "$(sort -u "$T/endpoin
 printf 'mapping: %s\ndata: %s\ncloud:\n  base_url: "http://127.0.0.1:9/x"\nservice:\n  listen: 127.0.0.1:0\n' \
   "$FERRY_SOURCE_DIR/examples/mapping.yaml" "$T/data" >"$T/ferryd.yaml"
 start_bg "$FERRYD" --config "$T/ferryd.yaml" --insecure >"$T/fd.out" 2>"$T/fd.err"
-for _ in $(seq 200); do
-  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/fd.out")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
+port=$(wait_port "$T/fd.out")
 while read -r method path; do
   if [ "$method" = POST ]; then
     curl -s -o "$T/resp" -H 'Content-Type: application/x-ndjson' --data-binary '' "http://127.0.0.1:$port$path"
