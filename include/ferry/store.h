@@ -68,6 +68,24 @@ ferry_status ferry_store_refresh(ferry_store *s, ferry_error *err);
  * all on disk at once. FERRY_EINVAL on a READ store. */
 ferry_status ferry_store_sync_wal(ferry_store *s, ferry_error *err);
 
+/* A writer: compacts the customer's keys of one family, so that what a
+ * ferry_wbatch_delete_range dropped is gone from the files, not only hidden.
+ * RocksDB 7.8's iterators step over every key a range deletion hides, even
+ * past the read's upper bound, so until then each seek near the dropped range
+ * costs the size of what was dropped. Blocks until done; FERRY_EINVAL on a
+ * READ store or an invalid customer. */
+ferry_status ferry_store_compact_customer(ferry_store *s, ferry_cf cf, const char *customer,
+                                          ferry_error *err);
+
+/* A writer: backs the whole store up (every customer, as of one moment) into
+ * dir, a new data directory that ferry_store_open opens as it is. dir must
+ * not exist; its parent must. dir/db is a RocksDB checkpoint: the memtables
+ * are flushed first, then the table files are hard-linked when dir is on the
+ * same file system (copied otherwise), so it costs little time or space and
+ * never stops appends for long. FERRY_EINVAL on a READ store or when dir
+ * exists, FERRY_EIO when it cannot be written. */
+ferry_status ferry_store_backup(ferry_store *s, const char *dir, ferry_error *err);
+
 /* Counters of a writer's commit thread, since open (all 0 for a READ store). */
 typedef struct ferry_store_stats {
   uint64_t appends;    /* append requests that succeeded */

@@ -59,6 +59,7 @@ int cli_cmd_ingest(cli_env *env, const cli_args *a);
 int cli_cmd_log(cli_env *env, const cli_args *a);
 int cli_cmd_customers(cli_env *env, const cli_args *a);
 int cli_cmd_status(cli_env *env, const cli_args *a);
+int cli_cmd_backup(cli_env *env, const cli_args *a);
 
 int cli_cmd_plan(cli_env *env, const cli_args *a);
 int cli_cmd_rewind(cli_env *env, const cli_args *a);

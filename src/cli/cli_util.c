@@ -45,9 +45,9 @@ static void explain_ferryd(const char *data_dir, const ferry_error *err) {
     fprintf(stderr,
             "ferry: pid %lld is ferryd, listening on %s: while it runs, change data through its "
             "endpoints (POST http://%s/v1/customers/CUSTOMER/changes, .../rewind, .../resume, "
-            ".../replay; see docs/service.md); read-only commands (status, log, history, "
-            "explain) work as they are\n",
-            (long long)pid, listen, listen);
+            ".../replay, .../retry-failed, and POST http://%s/v1/backup; see docs/service.md); "
+            "read-only commands (status, log, history, explain) work as they are\n",
+            (long long)pid, listen, listen, listen);
   json_decref(o);
 }
 

@@ -77,6 +77,13 @@ static const cli_command commands[] = {
     {"history", "CUSTOMER", "the audit trail of cloud calls",
      "Every cloud call made for the customer: when, its result, the fields it changed and the\n"
      "event seqs that caused it.", history_opts, 1, 1, true, cli_cmd_history},
+    {"backup", "DIR", "copy the whole data directory, consistently, into a new directory",
+     "Writes a consistent copy of the data directory (every customer, as of one moment) into\n"
+     "DIR, which must not exist, as a data directory of its own: 'ferry --data DIR ...' reads\n"
+     "it, and putting it in place of the data directory (while nothing runs) restores it. The\n"
+     "table files are hard-linked when DIR is on the same file system. While ferryd runs, ask\n"
+     "it instead: POST /v1/backup {\"dir\": \"/absolute/DIR\"}.", no_opts, 1, 1, false,
+     cli_cmd_backup},
     {"explain", "CUSTOMER E/KEY", "why an entity looks the way it does",
      "An entity's desired and applied payload, its cloud id, and the legacy rows (with versions\n"
      "and seqs) it was built from.", json_opts, 2, 2, true, cli_cmd_explain},

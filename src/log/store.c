@@ -166,6 +166,41 @@ ferry_status ferry_store_sync_wal(ferry_store *s, ferry_error *err) {
   return rdb_check(errmsg, err, "cannot sync the write-ahead log of %s", s->dir);
 }
 
+ferry_status ferry_store_compact_customer(ferry_store *s, ferry_cf cf, const char *customer,
+                                          ferry_error *err) {
+  key_prefix p;
+  if (!s || s->mode != FERRY_STORE_WRITE || (unsigned)cf >= FERRY_CF_COUNT)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_store_compact_customer: not a writer");
+  if (!key_prefix_make(&p, customer))
+    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
+  rocksdb_compact_range_cf(s->db, s->cf[cf], p.b, p.len, p.upper, p.len);
+  return FERRY_OK;
+}
+
+ferry_status ferry_store_backup(ferry_store *s, const char *dir, ferry_error *err) {
+  char db_path[PATH_MAX];
+  char *errmsg = NULL;
+  rocksdb_checkpoint_t *cp = NULL;
+  ferry_status st = FERRY_OK;
+
+  if (!s || s->mode != FERRY_STORE_WRITE || !dir || !*dir)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_store_backup: not a writer");
+  if (snprintf(db_path, sizeof db_path, "%s/db", dir) >= (int)sizeof db_path)
+    return ferry_error_set(err, FERRY_EINVAL, "the backup directory's name is too long");
+  if (mkdir(dir, 0700) != 0)
+    return ferry_error_set(err, errno == EEXIST ? FERRY_EINVAL : FERRY_EIO,
+                           "cannot create the backup directory %s: %s", dir, strerror(errno));
+  cp = rocksdb_checkpoint_object_create(s->db, &errmsg);
+  st = rdb_check(errmsg, err, "cannot back up %s", s->dir);
+  if (!st) {
+    rocksdb_checkpoint_create(cp, db_path, 0, &errmsg); /* 0: always flush the memtables first */
+    st = rdb_check(errmsg, err, "cannot back up %s to %s", s->dir, dir);
+  }
+  if (cp) rocksdb_checkpoint_object_destroy(cp);
+  if (st) rmdir(dir); /* RocksDB removes its own partial checkpoint */
+  return st;
+}
+
 void ferry_store_stats_get(ferry_store *s, ferry_store_stats *out) {
   memset(out, 0, sizeof *out);
   if (s && s->com) committer_stats(s->com, out);

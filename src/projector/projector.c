@@ -249,19 +249,27 @@ ferry_status proj_reconcile(ferry_projector *p, ferry_error *err) {
   return st;
 }
 
+/* The families a rebuild drops and folds again. */
+static const ferry_cf derived[] = {FERRY_CF_MIRROR, FERRY_CF_INDEX, FERRY_CF_DESIRED,
+                                   FERRY_CF_DIRTY};
+
 /* Finishes a rebuild left by a crash (or started just now). */
 static ferry_status finish_rebuild(ferry_projector *p, ferry_progress_fn progress, void *arg,
                                    ferry_error *err) {
+  ferry_status st = FERRY_OK;
   if (!p->rebuilding) return FERRY_OK;
-  ferry_status st = proj_fold_to(p, p->rebuild_target, progress, arg, NULL, err);
+  /* Before the refold starts, drop from the files what rebuild's range deletes hide: the
+   * refold seeks into these ranges for every entity, and each seek would step over all of it
+   * (ferry_store_compact_customer). */
+  for (size_t i = 0; !st && p->folded_seq == 0 && i < sizeof derived / sizeof *derived; i++)
+    st = ferry_store_compact_customer(p->store, derived[i], p->customer, err);
+  if (!st) st = proj_fold_to(p, p->rebuild_target, progress, arg, NULL, err);
   if (!st) st = proj_reconcile(p, err);
   return st;
 }
 
 static ferry_status rebuild(ferry_projector *p, uint64_t to_seq, bool hold,
                             ferry_progress_fn progress, void *arg, ferry_error *err) {
-  static const ferry_cf derived[] = {FERRY_CF_MIRROR, FERRY_CF_INDEX, FERRY_CF_DESIRED,
-                                     FERRY_CF_DIRTY};
   ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
   if (!b) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   for (size_t i = 0; i < sizeof derived / sizeof *derived; i++)

@@ -1,7 +1,8 @@
 /*
  * The admin routes: status and history (as `ferry status --json` and
- * `ferry history --json`), rewind / resume / replay (as the CLI, queued
- * through the scheduler so they never overlap a run), and /healthz.
+ * `ferry history --json`), rewind / resume / replay / retry-failed (as the
+ * CLI, queued through the scheduler so they never overlap a run), backups
+ * of the store, and /healthz.
  *
  * Everything that reads or writes RocksDB runs on a worker; the loop only
  * parses the request and sends the answer. Status and history only read, so
@@ -230,8 +231,18 @@ void svc_admin_history(svc *s, svc_cust *c, struct evhttp_request *req) {
 
 /* ---------------------------------------------------------- operations --- */
 
-/* rewind's body: {"to_seq": N, "hold": bool}; resume and replay take none
- * (or an empty object). */
+const char *svc_op_name(svc_op_kind kind) {
+  switch (kind) {
+  case SVC_OP_REWIND: return "rewind";
+  case SVC_OP_RESUME: return "resume";
+  case SVC_OP_REPLAY: return "replay";
+  case SVC_OP_RETRY: return "retry-failed";
+  }
+  return "?";
+}
+
+/* rewind's body: {"to_seq": N, "hold": bool}; the others take none (or an
+ * empty object). */
 static bool op_body(svc_op *op, struct evhttp_request *req, char *why, size_t whycap) {
   struct evbuffer *in = evhttp_request_get_input_buffer(req);
   size_t len = evbuffer_get_length(in);
@@ -247,7 +258,7 @@ static bool op_body(svc_op *op, struct evhttp_request *req, char *why, size_t wh
     snprintf(why, whycap, "the body must be a JSON object");
   else if (json_object_size(o) != known || (op->kind != SVC_OP_REWIND && known))
     ok = false, snprintf(why, whycap, "unknown field (rewind takes to_seq and hold; %s none)",
-                         op->kind == SVC_OP_RESUME ? "resume" : "replay");
+                         svc_op_name(op->kind));
   else if (op->kind == SVC_OP_REWIND && (!json_is_integer(to) || json_integer_value(to) < 0))
     ok = false, snprintf(why, whycap, "to_seq must be a non-negative integer");
   else if (hold && !json_is_boolean(hold))
@@ -283,17 +294,92 @@ void svc_admin_op_reply(svc_op *op) {
     svc_reply_error(s, op->req, svc_http_code(op->st), "%s", op->err.msg);
   } else {
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:b, s:I, s:s}", "customer", op->c->id, "done",
-                          op->kind == SVC_OP_REWIND   ? "rewind"
-                          : op->kind == SVC_OP_RESUME ? "resume"
-                                                      : "replay",
-                          "head_seq", (json_int_t)i->head_seq, "projected_seq",
-                          (json_int_t)i->folded_seq, "held", i->held, "pending",
+                          svc_op_name(op->kind), "head_seq", (json_int_t)i->head_seq,
+                          "projected_seq", (json_int_t)i->folded_seq, "held", i->held, "pending",
                           (json_int_t)i->dirty, "mapping_hash", i->mapping_hash);
     if (o && i->held) json_object_set_new(o, "hold_seq", json_integer((json_int_t)i->hold_seq));
+    if (o && op->kind == SVC_OP_RETRY)
+      json_object_set_new(o, "retried", json_integer((json_int_t)op->retried));
     svc_reply_json(s, op->req, 200, o);
   }
   svc_conf_unref(op->conf);
   free(op);
+}
+
+/* --------------------------------------------------------------- backup --- */
+
+/* A backup of the whole store into a new directory, on a worker: the
+ * checkpoint flushes the memtables and links the table files, which takes a
+ * moment the loop must not wait for. */
+typedef struct backup_job {
+  svc_job job;
+  svc *s;
+  struct evhttp_request *req;
+  char *dir;
+  int64_t started_us;
+  ferry_status st;
+  ferry_error err;
+} backup_job;
+
+static void backup_work(svc_job *jb) {
+  backup_job *j = (backup_job *)jb;
+  ferry_error_clear(&j->err);
+  j->st = ferry_store_backup(j->s->store, j->dir, &j->err);
+}
+
+static void backup_done(svc_job *jb) {
+  backup_job *j = (backup_job *)jb;
+  svc *s = j->s;
+  double ms = (double)(svc_now_us() - j->started_us) / 1e3;
+  if (j->st) {
+    svc_log(SVC_ERROR, NULL, NULL, "backup to %s failed: %s", j->dir, j->err.msg);
+    svc_reply_error(s, j->req, svc_http_code(j->st), "%s", j->err.msg);
+  } else {
+    svc_log(SVC_INFO, NULL, json_pack("{s:s, s:f}", "dir", j->dir, "ms", ms), "backed up");
+    svc_reply_json(s, j->req, 200, json_pack("{s:s, s:f}", "dir", j->dir, "ms", ms));
+  }
+  free(j->dir);
+  free(j);
+  svc_check_stopped(s);
+}
+
+/* The body: {"dir": "/absolute/path"}; the directory must not exist yet. */
+static char *backup_dir(struct evhttp_request *req, char *why, size_t whycap) {
+  struct evbuffer *in = evhttp_request_get_input_buffer(req);
+  size_t len = evbuffer_get_length(in);
+  json_error_t je;
+  json_t *o =
+      len <= OP_BODY_MAX ? json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &je) : NULL;
+  const char *dir = json_string_value(json_object_get(o, "dir"));
+  char *out = NULL;
+  if (!json_is_object(o) || json_object_size(o) != 1 || !dir)
+    snprintf(why, whycap, "the body must be {\"dir\": \"/absolute/path\"}");
+  else if (dir[0] != '/')
+    snprintf(why, whycap, "dir must be an absolute path");
+  else if (!(out = strdup(dir)))
+    snprintf(why, whycap, "out of memory");
+  json_decref(o);
+  return out;
+}
+
+void svc_admin_backup(svc *s, struct evhttp_request *req) {
+  char why[128];
+  backup_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    svc_reply_error(s, req, 503, "out of memory");
+    return;
+  }
+  if (!(j->dir = backup_dir(req, why, sizeof why))) {
+    free(j);
+    svc_reply_error(s, req, strcmp(why, "out of memory") ? 400 : 503, "%s", why);
+    return;
+  }
+  j->job.work = backup_work;
+  j->job.done = backup_done;
+  j->s = s;
+  j->req = req;
+  j->started_us = svc_now_us();
+  svc_workers_submit(s->workers, &j->job);
 }
 
 /* -------------------------------------------------------------- healthz --- */

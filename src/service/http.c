@@ -42,7 +42,9 @@ typedef enum route {
   R_HISTORY,
   R_REWIND,
   R_RESUME,
-  R_REPLAY
+  R_REPLAY,
+  R_RETRY,
+  R_BACKUP
 } route;
 
 typedef enum who {
@@ -176,12 +178,14 @@ static route parse_route(const char *path, char id[FERRY_CUSTOMER_MAX + 2]) {
   static const struct {
     const char *name;
     route r;
-  } actions[] = {{"changes", R_CHANGES}, {"status", R_STATUS}, {"history", R_HISTORY},
-                 {"rewind", R_REWIND},   {"resume", R_RESUME}, {"replay", R_REPLAY}};
+  } actions[] = {{"changes", R_CHANGES},   {"status", R_STATUS}, {"history", R_HISTORY},
+                 {"rewind", R_REWIND},     {"resume", R_RESUME}, {"replay", R_REPLAY},
+                 {"retry-failed", R_RETRY}};
   id[0] = '\0';
   if (!path) return R_NONE;
   if (strcmp(path, "/healthz") == 0) return R_HEALTHZ;
   if (strcmp(path, "/metrics") == 0) return R_METRICS;
+  if (strcmp(path, "/v1/backup") == 0) return R_BACKUP;
   if (strncmp(path, PATH_PREFIX, strlen(PATH_PREFIX)) != 0) return R_NONE;
   const char *p = path + strlen(PATH_PREFIX), *slash = strchr(p, '/');
   if (!slash || slash == p || (size_t)(slash - p) > FERRY_CUSTOMER_MAX) return R_NONE;
@@ -201,7 +205,9 @@ static bool method_ok(route r, enum evhttp_cmd_type m) {
   case R_CHANGES:
   case R_REWIND:
   case R_RESUME:
-  case R_REPLAY: return m == EVHTTP_REQ_POST;
+  case R_REPLAY:
+  case R_RETRY:
+  case R_BACKUP: return m == EVHTTP_REQ_POST;
   case R_NONE: return false;
   }
   return false;
@@ -235,6 +241,8 @@ static void dispatch(svc *s, struct evhttp_request *req, route r, svc_cust *c) {
   case R_REWIND: svc_admin_op(s, c, SVC_OP_REWIND, req); break;
   case R_RESUME: svc_admin_op(s, c, SVC_OP_RESUME, req); break;
   case R_REPLAY: svc_admin_op(s, c, SVC_OP_REPLAY, req); break;
+  case R_RETRY: svc_admin_op(s, c, SVC_OP_RETRY, req); break;
+  case R_BACKUP: svc_admin_backup(s, req); break;
   case R_NONE: svc_reply_error(s, req, 404, "no such route"); break;
   }
 }
@@ -244,7 +252,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
   char id[FERRY_CUSTOMER_MAX + 2];
   const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
   route r = parse_route(u ? evhttp_uri_get_path(u) : NULL, id);
-  bool customer_route = r != R_NONE && r != R_HEALTHZ && r != R_METRICS;
+  bool customer_route = r != R_NONE && r != R_HEALTHZ && r != R_METRICS && r != R_BACKUP;
   if (s->stopping) {
     svc_reply_error(s, req, 503, "ferryd is shutting down");
     return;

@@ -441,6 +441,7 @@ static void op_work(svc_job *jb) {
       break;
     case SVC_OP_RESUME: op->st = ferry_projector_resume(p, &op->err); break;
     case SVC_OP_REPLAY: op->st = ferry_projector_replay(p, NULL, NULL, &op->err); break;
+    case SVC_OP_RETRY: op->st = ferry_projector_retry_failed(p, &op->retried, &op->err); break;
     }
   }
   if (!op->st) op->st = ferry_projector_info(p, &op->info, &op->err);
@@ -455,10 +456,7 @@ static void op_done(svc_job *jb) {
     note_info(c, &op->info);
     if (!op->info.mapping_changed) c->blocked = false;
   }
-  svc_log(ok ? SVC_INFO : SVC_ERROR, c->id, NULL, "%s %s%s%s",
-          op->kind == SVC_OP_REWIND   ? "rewind"
-          : op->kind == SVC_OP_RESUME ? "resume"
-                                      : "replay",
+  svc_log(ok ? SVC_INFO : SVC_ERROR, c->id, NULL, "%s %s%s%s", svc_op_name(op->kind),
           ok ? "done" : "failed", ok ? "" : ": ", ok ? "" : op->err.msg);
   svc_admin_op_reply(op);
   end_run(c, ok ? RUN_OP : RUN_OK, NULL);

@@ -150,7 +150,12 @@ typedef enum svc_cust_state {
   SVC_RUNNING = 2    /* a run (fold, then apply) or an admin operation */
 } svc_cust_state;
 
-typedef enum svc_op_kind { SVC_OP_REWIND = 1, SVC_OP_RESUME = 2, SVC_OP_REPLAY = 3 } svc_op_kind;
+typedef enum svc_op_kind {
+  SVC_OP_REWIND = 1,
+  SVC_OP_RESUME = 2,
+  SVC_OP_REPLAY = 3,
+  SVC_OP_RETRY = 4 /* retry-failed */
+} svc_op_kind;
 
 /* An admin operation that changes the projection: it waits until the
  * customer is not running, then runs on a worker like a run would. */
@@ -168,6 +173,7 @@ typedef struct svc_op {
   ferry_status st;
   ferry_error err;
   ferry_projection_info info;
+  uint64_t retried; /* SVC_OP_RETRY: failed entities marked dirty again */
   int64_t started_us;
 } svc_op;
 
@@ -279,7 +285,11 @@ int svc_http_code(ferry_status st);
 void svc_admin_status(svc *s, svc_cust *c, struct evhttp_request *req);
 void svc_admin_history(svc *s, svc_cust *c, struct evhttp_request *req);
 void svc_admin_op(svc *s, svc_cust *c, svc_op_kind kind, struct evhttp_request *req);
+/* The operation's name in its route and answers: "rewind", ..., "retry-failed". */
+const char *svc_op_name(svc_op_kind kind);
 void svc_admin_healthz(svc *s, struct evhttp_request *req);
+/* POST /v1/backup {"dir": "/new/dir"}: ferry_store_backup on a worker. */
+void svc_admin_backup(svc *s, struct evhttp_request *req);
 /* Replies to an operation that finished (or was refused) and frees it. */
 void svc_admin_op_reply(svc_op *op);
 

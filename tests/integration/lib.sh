@@ -51,5 +51,17 @@ gen_changes() {
   }'
 }
 
+# wait_port FILE: the port of the "listening on 127.0.0.1:PORT" line a server prints there
+# (ferry-cloudsim, ferryd); empty after 10 s without one
+wait_port() {
+  local port=""
+  for _ in $(seq 200); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$1" 2>/dev/null)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  echo "$port"
+}
+
 # start_bg COMMAND...: runs in the background, remembered for cleanup; sets BG_PID
 start_bg() { "$@" & BG_PID=$!; BG_PIDS+=("$BG_PID"); }

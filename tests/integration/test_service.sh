@@ -40,17 +40,6 @@ const srv = http.createServer((req, res) => {
 srv.listen(0, '127.0.0.1', () => console.log('listening on 127.0.0.1:' + srv.address().port));
 JS
 
-# wait_line FILE: the port of the "listening on 127.0.0.1:PORT" line (10 s at most)
-wait_port() {
-  local port=""
-  for _ in $(seq 200); do
-    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$1" 2>/dev/null)
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
-  echo "$port"
-}
-
 # start_ferryd NAME [ferryd options]: sets FD_PID, FD_PORT, URL
 start_ferryd() {
   local name=$1
