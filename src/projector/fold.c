@@ -697,16 +697,21 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
     st = ferry_error_set(c->err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
+  /* An entity that comes back while the cloud still has it is always
+   * checked: its refs may have been resolved (to null, say) while it was
+   * gone, so an equal hash does not mean an equal cloud record. */
+  bool revived = !had && applied && applied->state == FERRY__V1__ENTITY_STATE__ENTITY_STATE_CREATED;
+  bool dirty = revived || proj_is_dirty(&d, applied);
+  if (!dirty) { /* the cloud already has it (a rebuild, a change undone): nothing pending */
+    d.n_cause_seqs = 0;
+    d.causes_dropped = 0;
+  }
   proj_put_pb(c->b, FERRY_CF_DESIRED, &k, &d.base);
   free(d.cause_seqs);
   if (had) edit_backrefs(c->b, ename, ekey, old->payload, NULL, false);
   edit_backrefs(c->b, ename, ekey, NULL, payload, true);
   if (!had && (st = proj_mark_referrers(p, c->b, e, ekey, c->err))) goto done;
-  /* An entity that comes back while the cloud still has it is always
-   * checked: its refs may have been resolved (to null, say) while it was
-   * gone, so an equal hash does not mean an equal cloud record. */
-  bool revived = !had && applied && applied->state == FERRY__V1__ENTITY_STATE__ENTITY_STATE_CREATED;
-  proj_mark_dirty(p, c->b, e, ekey, revived || proj_is_dirty(&d, applied));
+  proj_mark_dirty(p, c->b, e, ekey, dirty);
 done:
   free(text);
   json_decref(payload);
