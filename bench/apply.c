@@ -201,7 +201,6 @@ static double prepare(ferry_store *s, ferry_projector *p, unsigned n) {
 }
 
 int main(int argc, char **argv) {
-  ferry_store_tune_process(); /* as ferry and ferryd do */
   bench_opts o;
   char dir[] = "/tmp/ferry-bench-apply-XXXXXX", path[256], url[64];
   ferry_store *store = NULL;

@@ -302,7 +302,6 @@ static double median(double *v, size_t n) {
 }
 
 int main(int argc, char **argv) {
-  ferry_store_tune_process(); /* as ferry and ferryd do */
   opts o;
   corpus cp;
   double ours[16], theirs[16];

@@ -285,7 +285,6 @@ static void run_size(long n, const char *mapping_path) {
 }
 
 int main(int argc, char **argv) {
-  ferry_store_tune_process(); /* as ferry and ferryd do */
   const char *sizes = "10000,100000,1000000";
   const char *mapping = "examples/mapping.yaml";
   for (int i = 1; i < argc; i++) {

@@ -184,7 +184,6 @@ int main(int argc, char **argv) {
   int i = 1, rc = 0;
   ferry_error err;
   ferry_error_clear(&err);
-  ferry_store_tune_process();
 
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

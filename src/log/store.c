@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -251,7 +252,13 @@ ferry_status ferry_store_head_seq(ferry_store *s, const char *customer, uint64_t
 }
 
 
-void ferry_store_tune_process(void) {
+void ferry_store_release_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+static void tune_once(void) {
 #ifdef __GLIBC__
   /* glibc raises its mmap threshold each time an mmapped block is freed, so
    * after the first flushed memtable, RocksDB's multi-MiB arena blocks come
@@ -259,7 +266,12 @@ void ferry_store_tune_process(void) {
    * leave holes the heap cannot give back (measured: +80 MiB RSS folding
    * 1M entities). A fixed threshold keeps them mmapped; two arenas (one per
    * core here) stop each worker thread from keeping its own free memory. */
-  mallopt(M_MMAP_THRESHOLD, 512 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   mallopt(M_ARENA_MAX, 2);
 #endif
+}
+
+void ferry_store_tune_process(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, tune_once);
 }

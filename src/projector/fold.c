@@ -891,6 +891,7 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
     if ((st = ferry_wbatch_commit_start(b, err))) break;
     writing = b;
     b = NULL;
+    ferry_store_release_memory(); /* the last batch's and memtables' freed blocks */
     if (progress) progress(arg, p->folded_seq - start, limit - start);
   }
   if (writing) st = finish(&writing, st, err);

@@ -40,6 +40,7 @@ struct ferry_projector {
   /* the applier's write group (ferry_projector_group_begin) */
   bool grouping;
   ferry_wbatch *group;     /* pending writes, created on the first */
+  uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
 };
 
 /* The batch an applier write goes into: the open group's, or a new one

@@ -158,6 +158,7 @@ ferry_status ferry_projector_open(ferry_projector **out, ferry_store *store,
                                   const ferry_mapping *mapping, const char *customer,
                                   const ferry_projector_opts *opts, bool allow_mapping_change,
                                   ferry_error *err) {
+  ferry_store_tune_process(); /* a fold's memory stays near the store's budget */
   ferry_status st = FERRY_OK;
   *out = NULL;
   if (!ferry_customer_valid(customer))

@@ -203,7 +203,10 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
   ferry_key dk;
   ferry_key_dirty(&dk, e == SIZE_MAX ? 0 : (unsigned)e, c->entity, c->key);
   if (dirty) ferry_wbatch_put(b, FERRY_CF_DIRTY, dk.b, dk.len, "", 0);
-  else ferry_wbatch_delete(b, FERRY_CF_DIRTY, dk.b, dk.len);
+  else {
+    ferry_wbatch_delete(b, FERRY_CF_DIRTY, dk.b, dk.len);
+    p->cleared++;
+  }
   if (id_changed && e != SIZE_MAX && (st = proj_mark_referrers(p, b, e, c->key, err))) goto done;
   if (c->kind != FERRY_CALL_NONE)
     put_audit(p, b, c, r, c->kind == FERRY_CALL_CREATE ? n.cloud_id : c->cloud_id);
@@ -217,8 +220,22 @@ done:
   return st;
 }
 
+/* After many applied calls the dirty range is mostly deletion markers, which
+ * every plan walk steps over until compaction drops them (measured: a
+ * one-change plan at 100k entities took 8 ms right after the initial sync,
+ * against 2.5 ms at 10k). Compacting the customer's dirty range once a sync
+ * has cleared many marks brings it back to the size of what is pending. */
+#define TIDY_AFTER 1000
+
+static ferry_status tidy(ferry_projector *p, ferry_error *err) {
+  if (p->cleared < TIDY_AFTER) return FERRY_OK;
+  p->cleared = 0;
+  return ferry_store_compact_customer(p->store, FERRY_CF_DIRTY, p->customer, err);
+}
+
 ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err) {
-  return ferry_store_sync_wal(p->store, err);
+  ferry_status st = ferry_store_sync_wal(p->store, err);
+  return st ? st : tidy(p, err);
 }
 
 /* ------------------------------------------------------------ grouping --- */
@@ -272,7 +289,7 @@ ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err) {
   if (!p->grouping) return FERRY_OK;
   ferry_status st = ferry_projector_flush(p, false, err);
   p->grouping = false;
-  return st;
+  return st ? st : tidy(p, err);
 }
 
 size_t ferry_projector_pending(const ferry_projector *p) {

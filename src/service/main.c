@@ -357,7 +357,6 @@ int main(int argc, char **argv) {
   memset(&s, 0, sizeof s);
   if ((rc = parse_args(argc, argv, &s.opts)) >= 0) return rc;
   signal(SIGPIPE, SIG_IGN);
-  ferry_store_tune_process();
   srandom((unsigned)time(NULL) ^ (unsigned)getpid());
   raise_fd_limit();
   if (evthread_use_pthreads() != 0) {
