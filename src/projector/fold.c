@@ -889,9 +889,11 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
     }
     if (st || !b) break; /* an error, or the log ends before limit */
     if ((st = ferry_wbatch_commit_start(b, err))) break;
+    /* after a big batch, give the freed heap back (a small one frees little,
+     * and the trim walks the heap: not worth it for one change) */
+    if (ferry_wbatch_bytes(b) > (1u << 20)) ferry_store_release_memory();
     writing = b;
     b = NULL;
-    ferry_store_release_memory(); /* the last batch's and memtables' freed blocks */
     if (progress) progress(arg, p->folded_seq - start, limit - start);
   }
   if (writing) st = finish(&writing, st, err);

@@ -266,6 +266,8 @@ ferry_status proj_written(ferry_projector *p, ferry_wbatch *b, ferry_status st, 
 ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err) {
   if (p->grouping) return ferry_error_set(err, FERRY_EINVAL, "a write group is already open");
   p->grouping = true;
+  p->cleared = 0; /* tidy after a big sync only: small ones leave few markers, and the
+                   * dirty family's deletion-triggered compaction handles those */
   return FERRY_OK;
 }
 
