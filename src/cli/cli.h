@@ -87,6 +87,8 @@ typedef enum cli_project_mode {
 int cli_project_open(const cli_env *env, const char *customer, cli_project_mode mode,
                      cli_project *out);
 void cli_project_close(cli_project *cp);
+/* Folds new events, with progress on a terminal; returns the exit status. */
+int cli_project_fold(cli_project *cp);
 
 /* Progress on a terminal for work that takes more than a second. */
 typedef struct cli_progress {

@@ -39,6 +39,16 @@ done:
   return rc;
 }
 
+int cli_project_fold(cli_project *cp) {
+  ferry_error err;
+  cli_progress pr;
+  ferry_error_clear(&err);
+  cli_progress_init(&pr, "folded", "events");
+  ferry_status st = ferry_projector_fold(cp->proj, cli_progress_update, &pr, NULL, &err);
+  cli_progress_end(&pr);
+  return st ? cli_fail(&err) : 0;
+}
+
 void cli_project_close(cli_project *cp) {
   ferry_projector_close(cp->proj);
   ferry_store_close(cp->store);

@@ -29,17 +29,6 @@ static const char *method_of(ferry_call_kind k) {
                                          : k == FERRY_CALL_DELETE ? "DELETE" : "";
 }
 
-/* Folds new events, with progress on a terminal. */
-static int fold(cli_project *cp) {
-  ferry_error err;
-  cli_progress pr;
-  ferry_error_clear(&err);
-  cli_progress_init(&pr, "folded", "events");
-  ferry_status st = ferry_projector_fold(cp->proj, cli_progress_update, &pr, NULL, &err);
-  cli_progress_end(&pr);
-  return st ? cli_fail(&err) : 0;
-}
-
 static void warn_unseen(cli_project *cp, const char *customer) {
   char **t = NULL;
   size_t n = 0;
@@ -123,7 +112,7 @@ int cli_cmd_plan(cli_env *env, const cli_args *a) {
   plan_out po = {json_array(), {0}};
   int rc = cli_project_open(env, customer, CLI_PROJECT_WORK, &cp);
   if (rc) goto done;
-  if ((rc = fold(&cp))) goto done;
+  if ((rc = cli_project_fold(&cp))) goto done;
   warn_unseen(&cp, customer);
   if (ferry_projector_plan(cp.proj, collect_call, &po, &err)) { rc = cli_fail(&err); goto done; }
   if (cli_flag(a, "json")) {

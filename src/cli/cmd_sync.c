@@ -126,17 +126,6 @@ static void print_summary(const ferry_sync_report *r) {
            r->duplicates);
 }
 
-/* Folds new events, with progress on a terminal. */
-static int fold(cli_project *cp) {
-  ferry_error err;
-  cli_progress pr;
-  ferry_error_clear(&err);
-  cli_progress_init(&pr, "folded", "events");
-  ferry_status st = ferry_projector_fold(cp->proj, cli_progress_update, &pr, NULL, &err);
-  cli_progress_end(&pr);
-  return st ? cli_fail(&err) : 0;
-}
-
 /* Runs the sync on a fresh loop; SIGINT/SIGTERM stop it gracefully. */
 static int run(cli_env *env, cli_project *cp, sync_cli *sc) {
   ferry_cloud *cloud = NULL;
@@ -209,7 +198,7 @@ int cli_cmd_sync(cli_env *env, const cli_args *a) {
     }
     printf("retrying %" PRIu64 " failed entities\n", n);
   }
-  if ((rc = fold(&cp))) goto done;
+  if ((rc = cli_project_fold(&cp))) goto done;
   if (ferry_projector_info(cp.proj, &info, &err)) {
     rc = cli_fail(&err);
     goto done;
