@@ -162,7 +162,8 @@ typedef struct applier {
 
 /* Records a planned call as done, as the applier would after a 2xx: the real
  * record path (applied state, audit, dirty mark) without the HTTP. */
-static int record_ok(void *arg, const ferry_call *c) {
+static int record_ok(void *arg, ferry_call **cp) {
+  const ferry_call *c = *cp;
   applier *a = arg;
   ferry_error err;
   char id[32];
@@ -177,7 +178,7 @@ static long apply_all(ferry_projector *p) {
   applier a = {p, 0};
   ferry_error err;
   for (unsigned ph = 0; ph < ferry_projector_phases(p); ph++)
-    if (ferry_projector_plan_phase(p, ph, record_ok, &a, &err)) die("plan", &err);
+    if (ferry_projector_plan_phase(p, ph, NULL, record_ok, &a, &err)) die("plan", &err);
   if (ferry_projector_sync_wal(p, &err)) die("sync", &err);
   return a.n;
 }

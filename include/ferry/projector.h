@@ -125,10 +125,22 @@ ferry_status ferry_projector_plan(ferry_projector *p, int (*fn)(void *arg, const
                                   void *arg, ferry_error *err);
 
 /* The applier's view: the plan split into phases it must run in order
- * (every call of a phase may run concurrently). Phase i of n. */
+ * (every call of a phase may run concurrently). Phase i of n.
+ * A walk of a phase may stop early (fn returns non-zero); with a cursor,
+ * the next walk of that phase resumes after the last entity it visited, so
+ * walking a phase in chunks costs the phase once, not once per chunk (a
+ * zeroed cursor starts at the beginning; reset it for a new phase or pass).
+ * fn may take the call: it sets *c to NULL and frees it with ferry_call_free. */
+typedef struct ferry_plan_cursor {
+  unsigned phase;
+  char *key; /* the dirty key last visited; NULL: none yet */
+  size_t len;
+} ferry_plan_cursor;
+void ferry_plan_cursor_reset(ferry_plan_cursor *cur);
+
 unsigned ferry_projector_phases(const ferry_projector *p);
-ferry_status ferry_projector_plan_phase(ferry_projector *p, unsigned phase,
-                                        int (*fn)(void *arg, const ferry_call *c), void *arg,
+ferry_status ferry_projector_plan_phase(ferry_projector *p, unsigned phase, ferry_plan_cursor *cur,
+                                        int (*fn)(void *arg, ferry_call **c), void *arg,
                                         ferry_error *err);
 
 /* Plans one entity now (after earlier phases changed applied state). */
@@ -192,9 +204,14 @@ ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err);
  * calls whose intents are pending (flush with sync). A crash loses only
  * pending outcomes: their entities stay dirty, with the intent or in-doubt
  * mark written before the call was sent, exactly as if the crash had come
- * before the answer. group_end flushes and stops grouping. */
+ * before the answer. group_end flushes and stops grouping.
+ * flush_start hands the group to a writer thread and returns: its writes
+ * become visible by the next flush or flush_start, which wait for it (and
+ * report its error), so the event loop goes on with the network meanwhile.
+ * Writes stay in order: one group is written at a time. */
 ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err);
 ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *err);
+ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err);
 ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err);
 /* Writes pending in the group. */
 size_t ferry_projector_pending(const ferry_projector *p);

@@ -59,6 +59,7 @@ struct ferry_sync {
   unsigned nphases, phase, pass;
   bool exhausted; /* the current phase's walk found nothing new */
   strmap handled; /* "entity\0key" of this pass */
+  ferry_plan_cursor cursor; /* where the current phase's walk resumes */
   job *qhead, *qtail;
   unsigned nqueued, in_flight, sent_in_pass, waiting_in_pass, walk_new;
   bool started, stopping, ended, done_called;
@@ -96,8 +97,9 @@ static void fail_oom(ferry_sync *s) {
 
 /* ------------------------------------------------------------ planning --- */
 
-static int on_planned(void *arg, const ferry_call *c) {
+static int on_planned(void *arg, ferry_call **cp) {
   ferry_sync *s = arg;
+  const ferry_call *c = *cp;
   size_t el = strlen(c->entity), kl = strlen(c->key);
   char *k = malloc(el + kl + 1);
   int added = 0;
@@ -116,11 +118,12 @@ static int on_planned(void *arg, const ferry_call *c) {
     return 0;
   }
   job *j = calloc(1, sizeof *j);
-  if (!j || !(j->call = ferry_call_dup(c))) {
-    free(j);
+  if (!j) {
     fail_oom(s);
     return 1;
   }
+  j->call = *cp; /* taken: the walk does not free it */
+  *cp = NULL;
   j->s = s;
   if (s->qtail)
     s->qtail->next = j;
@@ -172,13 +175,20 @@ static void flush_soon(ferry_sync *s) {
   event_active(s->flush, EV_TIMEOUT, 0);
 }
 
+/* The turn's outcomes go to the writer thread; the next flush, or the
+ * walk's, waits for them. */
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
   ferry_sync *s = arg;
+  ferry_error err;
   (void)fd;
   (void)what;
   if (!s->flush_due) return;
-  flush_now(s);
-  if (s->st) advance(s);
+  s->flush_due = false;
+  ferry_status st = ferry_projector_flush_start(s->p, &err);
+  if (st) {
+    fail(s, st, &err);
+    advance(s);
+  }
 }
 
 /* Walks the current phase for up to a chunk of new entities; returns how many. */
@@ -188,7 +198,7 @@ static unsigned plan_chunk(ferry_sync *s) {
   s->walk_new = 0;
   flush_now(s); /* the walk reads dirty marks: they must include every outcome */
   if (s->st) return 0;
-  ferry_status st = ferry_projector_plan_phase(s->p, s->phase, on_planned, s, &err);
+  ferry_status st = ferry_projector_plan_phase(s->p, s->phase, &s->cursor, on_planned, s, &err);
   if (st) fail(s, st, &err);
   if (!s->st) begin_creates(s, tail ? tail->next : s->qhead);
   return s->walk_new;
@@ -346,6 +356,7 @@ static void new_pass(ferry_sync *s) {
   strmap_init(&s->handled);
   s->pass++;
   s->phase = 0;
+  ferry_plan_cursor_reset(&s->cursor);
   s->exhausted = false;
   s->sent_in_pass = s->waiting_in_pass = 0;
 }
@@ -474,6 +485,7 @@ void ferry_sync_destroy(ferry_sync *s) {
   if (!s) return;
   drop_queue(s);
   strmap_free(&s->handled, NULL);
+  ferry_plan_cursor_reset(&s->cursor);
   if (s->started && !s->ended) { /* outcomes recorded so far are still true */
     ferry_error err;
     ferry_projector_group_end(s->p, &err);

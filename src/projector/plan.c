@@ -214,31 +214,65 @@ ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity,
 
 unsigned ferry_projector_phases(const ferry_projector *p) { return (unsigned)(2 * p->nentities); }
 
+void ferry_plan_cursor_reset(ferry_plan_cursor *cur) {
+  if (!cur) return;
+  free(cur->key);
+  cur->key = NULL;
+  cur->len = 0;
+  cur->phase = 0;
+}
+
+/* Walks phase (after cur's key, when cur has one for this phase), handing
+ * each call of the phase to fn until it returns non-zero (*stop). */
 static ferry_status walk_phase(ferry_projector *p, unsigned phase, bool dry_run,
-                               int (*fn)(void *, const ferry_call *), void *arg, int *stop,
-                               ferry_error *err) {
+                               ferry_plan_cursor *cur, int (*fn)(void *, ferry_call **),
+                               void *arg, int *stop, ferry_error *err) {
   unsigned n = (unsigned)p->nentities;
   bool deletes = phase >= n;
   unsigned rank = deletes ? 2 * n - 1 - phase : phase;
-  uint8_t lo[2] = {(uint8_t)(rank >> 8), (uint8_t)rank}, hi[2];
+  uint8_t rk[2] = {(uint8_t)(rank >> 8), (uint8_t)rank}, hi[2];
   unsigned next = rank + 1;
   hi[0] = (uint8_t)(next >> 8);
   hi[1] = (uint8_t)next;
+  if (cur && cur->phase != phase) {
+    ferry_plan_cursor_reset(cur);
+    cur->phase = phase;
+  }
+  char *from = NULL; /* just after the cursor: its key and a zero byte */
+  size_t fromlen = 0;
+  if (cur && cur->key) {
+    if (!(from = malloc(cur->len + 1))) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+    memcpy(from, cur->key, cur->len);
+    from[cur->len] = '\0';
+    fromlen = cur->len + 1;
+  }
   ferry_kv_iter *it = NULL;
-  ferry_status st = ferry_kv_iter_open(p->store, FERRY_CF_DIRTY, p->customer, lo, 2, hi, 2, &it, err);
+  ferry_status st = ferry_kv_iter_open(p->store, FERRY_CF_DIRTY, p->customer, from ? from : (char *)rk,
+                                       from ? fromlen : 2, hi, 2, &it, err);
+  free(from);
   const char *key, *val;
   size_t klen, vlen;
   int r = 0;
   while (!st && !*stop && (r = ferry_kv_iter_next(it, &key, &klen, &val, &vlen)) == 1) {
-    unsigned rk;
+    unsigned rkn;
     const char *ename, *ekey;
     size_t elen, eklen;
-    if (ferry_key_dirty_parse(key, klen, &rk, &ename, &elen, &ekey, &eklen)) continue;
+    if (cur) {
+      char *k = realloc(cur->key, klen ? klen : 1);
+      if (!k) {
+        st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+        break;
+      }
+      memcpy(k, key, klen);
+      cur->key = k;
+      cur->len = klen;
+    }
+    if (ferry_key_dirty_parse(key, klen, &rkn, &ename, &elen, &ekey, &eklen)) continue;
     char *name = strndup(ename, elen), *k = strndup(ekey, eklen);
     ferry_call *c = NULL;
     if (!name || !k) st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     else st = plan_entity(p, name, k, dry_run, &c, err);
-    if (!st && (c->kind == FERRY_CALL_DELETE) == deletes) *stop = fn(arg, c);
+    if (!st && (c->kind == FERRY_CALL_DELETE) == deletes) *stop = fn(arg, &c);
     ferry_call_free(c);
     free(name);
     free(k);
@@ -248,18 +282,29 @@ static ferry_status walk_phase(ferry_projector *p, unsigned phase, bool dry_run,
   return st;
 }
 
-ferry_status ferry_projector_plan_phase(ferry_projector *p, unsigned phase,
-                                        int (*fn)(void *arg, const ferry_call *c), void *arg,
+ferry_status ferry_projector_plan_phase(ferry_projector *p, unsigned phase, ferry_plan_cursor *cur,
+                                        int (*fn)(void *arg, ferry_call **c), void *arg,
                                         ferry_error *err) {
   int stop = 0;
-  return walk_phase(p, phase, false, fn, arg, &stop, err);
+  return walk_phase(p, phase, false, cur, fn, arg, &stop, err);
+}
+
+typedef struct plan_all {
+  int (*fn)(void *arg, const ferry_call *c);
+  void *arg;
+} plan_all;
+
+static int hand_const(void *arg, ferry_call **c) {
+  plan_all *a = arg;
+  return a->fn(a->arg, *c);
 }
 
 ferry_status ferry_projector_plan(ferry_projector *p, int (*fn)(void *arg, const ferry_call *c),
                                   void *arg, ferry_error *err) {
   int stop = 0;
   ferry_status st = FERRY_OK;
+  plan_all a = {fn, arg};
   for (unsigned ph = 0; ph < ferry_projector_phases(p) && !st && !stop; ph++)
-    st = walk_phase(p, ph, true, fn, arg, &stop, err);
+    st = walk_phase(p, ph, true, NULL, hand_const, &a, &stop, err);
   return st;
 }

@@ -40,6 +40,7 @@ struct ferry_projector {
   /* the applier's write group (ferry_projector_group_begin) */
   bool grouping;
   ferry_wbatch *group;     /* pending writes, created on the first */
+  ferry_wbatch *writing;   /* a flushed group still being written (flush_start) */
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
 };
 

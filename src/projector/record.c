@@ -271,8 +271,21 @@ ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err) {
   return FERRY_OK;
 }
 
+/* Waits for the group flush_start handed to the writer. If it failed, its
+ * outcomes are lost (their entities stay dirty, as after a crash), and so
+ * is the group collected since, which may build on them. */
+static ferry_status wait_writing(ferry_projector *p, ferry_error *err) {
+  if (!p->writing) return FERRY_OK;
+  ferry_status st = ferry_wbatch_commit_wait(p->writing, err);
+  ferry_wbatch_destroy(p->writing);
+  p->writing = NULL;
+  if (st) group_drop(p);
+  return st;
+}
+
 ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *err) {
-  ferry_status st = FERRY_OK;
+  ferry_status st = wait_writing(p, err);
+  if (st) return st;
   if (p->group) {
     if (!(st = proj_state_put(p, p->group, err))) st = ferry_wbatch_commit(p->group, sync, err);
     if (st) {
@@ -287,6 +300,19 @@ ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *e
   return st;
 }
 
+ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err) {
+  ferry_status st = wait_writing(p, err);
+  if (st || !p->group) return st;
+  if (!(st = proj_state_put(p, p->group, err))) st = ferry_wbatch_commit_start(p->group, err);
+  if (st) {
+    group_drop(p);
+    return st;
+  }
+  p->writing = p->group;
+  p->group = NULL;
+  return FERRY_OK;
+}
+
 ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err) {
   if (!p->grouping) return FERRY_OK;
   ferry_status st = ferry_projector_flush(p, false, err);
@@ -295,7 +321,8 @@ ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err) {
 }
 
 size_t ferry_projector_pending(const ferry_projector *p) {
-  return p->group ? ferry_wbatch_count(p->group) : 0;
+  return (p->group ? ferry_wbatch_count(p->group) : 0) +
+         (p->writing ? ferry_wbatch_count(p->writing) : 0);
 }
 
 typedef struct retry_ctx {
