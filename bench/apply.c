@@ -143,12 +143,47 @@ static json_t *cloud_stats(unsigned port) {
   return v;
 }
 
-/* wrk's Requests/sec for GETs of one record at the same concurrency, or -1. */
-static double run_wrk(const bench_opts *o, unsigned port) {
-  char cmd[512], line[512];
+/* CPU seconds process pid has used so far (from /proc), or -1. */
+static double proc_cpu_s(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+  unsigned long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* wrk POSTing creates like ferry's (a body of the same shape, a fresh
+ * Idempotency-Key each) into another account of the same server. */
+static const char WRK_POST[] =
+    "local n = 0\n"
+    "request = function()\n"
+    "  n = n + 1\n"
+    "  local body = '{\"first_name\":\"Name' .. n .. '\",\"last_name\":\"Surname' .. n ..\n"
+    "    '\",\"email\":\"person' .. n .. '@example.com\",\"display_name\":\"Name' .. n ..\n"
+    "    ' Surname' .. n .. '\",\"legacy_key\":\"contact/' .. n .. '\"}'\n"
+    "  return wrk.format('POST', '/wrk' .. tostring(math.random(1e9)) .. '/contacts',\n"
+    "    {['Content-Type'] = 'application/json',\n"
+    "     ['Idempotency-Key'] = 'k' .. n .. '-' .. tostring(math.random(1e9))}, body)\n"
+    "end\n";
+
+/* wrk's Requests/sec at the same concurrency, or -1: GETs of one record, or
+ * (script) the POSTs above. */
+static double run_wrk(const bench_opts *o, unsigned port, const char *script) {
+  char cmd[1024], line[512];
   double rps = -1;
-  snprintf(cmd, sizeof cmd, "wrk -t2 -c%u -d%us http://127.0.0.1:%u/acme/contacts/1 2>&1",
-           o->concurrency, o->wrk_seconds, port);
+  if (script)
+    snprintf(cmd, sizeof cmd, "wrk -t2 -c%u -d%us -s %s http://127.0.0.1:%u/ 2>&1", o->concurrency,
+             o->wrk_seconds, script, port);
+  else
+    snprintf(cmd, sizeof cmd, "wrk -t2 -c%u -d%us http://127.0.0.1:%u/acme/contacts/1 2>&1",
+             o->concurrency, o->wrk_seconds, port);
   FILE *p = popen(cmd, "r");
   if (!p) return -1;
   while (fgets(line, sizeof line, p))
@@ -230,16 +265,21 @@ int main(int argc, char **argv) {
   if (ferry_cloud_create(&cloud, base, &co, &err)) die("cloud client", &err);
   ferry_sync_report rep;
   double sys0 = 0, sys1 = 0;
-  double t = now(), cpu = cpu_s(&sys0);
+  double t = now(), cpu = cpu_s(&sys0), sim_cpu = proc_cpu_s(sim);
   if (ferry_sync_run(base, "acme", proj, cloud, NULL, &rep, &err)) die("sync", &err);
   double apply_s = now() - t;
   cpu = cpu_s(&sys1) - cpu;
+  sim_cpu = sim_cpu < 0 ? -1 : proc_cpu_s(sim) - sim_cpu;
 
   json_t *st = cloud_stats(port);
   json_int_t served = json_integer_value(json_object_get(json_object_get(st, "requests"), "total"));
   json_int_t records = json_integer_value(json_object_get(json_object_get(st, "records"), "total"));
   json_decref(st);
-  double rps = run_wrk(&o, port);
+  double rps = run_wrk(&o, port, NULL), post_rps = -1;
+  char script[300];
+  snprintf(script, sizeof script, "%s/post.lua", dir);
+  FILE *sf = fopen(script, "w");
+  if (sf && fputs(WRK_POST, sf) >= 0 && fclose(sf) == 0) post_rps = run_wrk(&o, port, script);
   double calls_s = (double)rep.calls / apply_s;
 
   printf("entities            %u (fold %.2f s, %.0f events/s)\n", o.entities, fold_s,
@@ -249,8 +289,13 @@ int main(int argc, char **argv) {
   printf("ferry's CPU         %.2f s (%.0f%% of the apply's time, %.0f us per call, %.0f us of it"
          " in the kernel)\n", cpu, 100 * cpu / apply_s, 1e6 * cpu / (double)(rep.calls ? rep.calls : 1),
          1e6 * (sys1 - sys0) / (double)(rep.calls ? rep.calls : 1));
+  printf("cloudsim's CPU      %.2f s (%.0f%% of the apply's time, %.0f us per call)\n", sim_cpu,
+         100 * sim_cpu / apply_s, 1e6 * sim_cpu / (double)(rep.calls ? rep.calls : 1));
   printf("wrk GET one record  %.0f requests/s (-c%u, %u s)\n", rps, o.concurrency, o.wrk_seconds);
-  printf("ratio               %.0f%% of wrk (goal >= 50%%)\n", rps > 0 ? 100 * calls_s / rps : 0);
+  printf("wrk POST creates    %.0f requests/s (-c%u, %u s, the same body shape as ferry's)\n",
+         post_rps, o.concurrency, o.wrk_seconds);
+  printf("ratio               %.0f%% of wrk's GETs (goal >= 50%%), %.0f%% of wrk's POSTs\n",
+         rps > 0 ? 100 * calls_s / rps : 0, post_rps > 0 ? 100 * calls_s / post_rps : 0);
   printf("calls per entity    %.4f (cloud served %lld requests, holds %lld records; goal 1)\n",
          (double)served / o.entities, (long long)served, (long long)records);
   printf("connections         %" PRIu64 " opened: %.3f per 1,000 calls (goal <= 1)\n",

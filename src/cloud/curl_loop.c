@@ -3,6 +3,15 @@
  * socket curl asks us to watch, one timer for curl's own timeouts; each
  * readiness or timeout goes back to curl_multi_socket_action, after which the
  * finished transfers are collected and handed to the owner.
+ *
+ * Watches outlive curl's interest: when a transfer ends, curl stops
+ * watching its connection (CURL_POLL_REMOVE) and asks for it again when the
+ * next request reuses it, which would cost two epoll_ctl calls per request.
+ * So a removed watch is parked, still armed, in a table by descriptor, and
+ * taken up again as it is if curl wants the same socket back. It is really
+ * removed when curl closes the socket (CURLOPT_CLOSESOCKETFUNCTION, so a
+ * descriptor number reused by a new socket never finds a stale watch), or
+ * when the idle socket becomes readable (the server closed it).
  */
 #include "cloud/curl_loop.h"
 
@@ -10,6 +19,8 @@
 #include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct curl_loop {
   struct event_base *base;
@@ -19,14 +30,45 @@ struct curl_loop {
   bool global;         /* curl_global_init succeeded: cleanup owed */
   curl_loop_done_fn done;
   void *arg;
+  struct sock_watch **watch; /* by descriptor: every watch, parked or not */
+  size_t nwatch;
 };
 
-/* What we watch for one socket; curl keeps the pointer (curl_multi_assign). */
+/* What we watch for one socket; curl keeps the pointer (curl_multi_assign)
+ * while it is interested. */
 typedef struct sock_watch {
   struct event ev;
+  curl_socket_t fd;
   bool armed;
-  short kind; /* what ev waits for while armed */
+  bool parked; /* curl removed it; still armed, waiting to be asked again */
+  short kind;  /* what ev waits for while armed */
 } sock_watch;
+
+static void watch_free(curl_loop *l, sock_watch *w) {
+  if (w->armed) event_del(&w->ev);
+  if (w->fd >= 0 && (size_t)w->fd < l->nwatch && l->watch[w->fd] == w) l->watch[w->fd] = NULL;
+  free(w);
+}
+
+/* Records w under its descriptor; -1 when out of memory. */
+static int watch_put(curl_loop *l, sock_watch *w) {
+  if (w->fd < 0) return -1;
+  if ((size_t)w->fd >= l->nwatch) {
+    size_t n = l->nwatch ? l->nwatch : 64;
+    while (n <= (size_t)w->fd) n *= 2;
+    sock_watch **t = realloc(l->watch, n * sizeof *t);
+    if (!t) return -1;
+    memset(t + l->nwatch, 0, (n - l->nwatch) * sizeof *t);
+    l->watch = t;
+    l->nwatch = n;
+  }
+  l->watch[w->fd] = w;
+  return 0;
+}
+
+static sock_watch *watch_get(const curl_loop *l, curl_socket_t fd) {
+  return fd >= 0 && (size_t)fd < l->nwatch ? l->watch[fd] : NULL;
+}
 
 /* Hands every finished transfer to the owner. The message is copied out
  * first: removing the handle invalidates it. */
@@ -44,6 +86,12 @@ static void collect_done(curl_loop *l) {
 
 static void on_socket(evutil_socket_t fd, short what, void *arg) {
   curl_loop *l = arg;
+  sock_watch *w = watch_get(l, fd);
+  if (w && w->parked) { /* an idle connection closed by the server: curl finds out on reuse */
+    event_del(&w->ev);
+    w->armed = false;
+    return;
+  }
   int action =
       ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
   curl_multi_socket_action(l->multi, fd, action, &l->running);
@@ -64,18 +112,26 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   sock_watch *w = socketp;
   (void)easy;
   if (what == CURL_POLL_REMOVE) {
-    if (w) {
-      if (w->armed) event_del(&w->ev);
-      free(w);
+    if (w) { /* parked: see the top of the file */
+      w->parked = true;
       curl_multi_assign(l->multi, s, NULL);
     }
     return 0;
   }
   short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                        ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+  if (!w && (w = watch_get(l, s)) != NULL) { /* the parked watch of this very socket */
+    w->parked = false;
+    curl_multi_assign(l->multi, s, w);
+  }
   if (!w) {
     w = calloc(1, sizeof *w);
     if (!w) return -1; /* curl fails the transfer: out of memory */
+    w->fd = s;
+    if (watch_put(l, w)) {
+      free(w);
+      return -1;
+    }
     curl_multi_assign(l->multi, s, w);
   } else if (w->armed) {
     if (w->kind == kind) return 0; /* unchanged: spare the loop two epoll_ctl calls */
@@ -85,6 +141,14 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   w->armed = event_add(&w->ev, NULL) == 0;
   w->kind = kind;
   return w->armed ? 0 : -1;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the socket's watch goes before the socket. */
+static int close_cb(void *userp, curl_socket_t s) {
+  curl_loop *l = userp;
+  sock_watch *w = watch_get(l, s); /* curl has removed it already (Curl_multi_closed) */
+  if (w) watch_free(l, w);
+  return close(s);
 }
 
 /* CURLMOPT_TIMERFUNCTION: curl wants on_timeout in timeout_ms (-1: never). */
@@ -139,6 +203,8 @@ done:
 }
 
 ferry_status curl_loop_add(curl_loop *l, CURL *easy, ferry_error *err) {
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, l);
   CURLMcode mc = curl_multi_add_handle(l->multi, easy);
   if (mc == CURLM_OK) return FERRY_OK;
   return ferry_error_set(err, mc == CURLM_OUT_OF_MEMORY ? FERRY_ENOMEM : FERRY_ECLOUD,
@@ -151,9 +217,12 @@ void curl_loop_remove(curl_loop *l, CURL *easy) {
 
 void curl_loop_destroy(curl_loop *l) {
   if (!l) return;
-  /* closing the cached connections calls socket_cb(REMOVE), which frees the
+  /* closing the cached connections calls close_cb, which frees their
    * watches, so the multi goes before the timer and the base it uses */
   if (l->multi) curl_multi_cleanup(l->multi);
+  for (size_t i = 0; i < l->nwatch; i++) /* none should be left: curl closed its sockets */
+    if (l->watch[i]) watch_free(l, l->watch[i]);
+  free(l->watch);
   if (l->timer) event_free(l->timer);
   if (l->global) curl_global_cleanup();
   free(l);

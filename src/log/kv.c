@@ -100,6 +100,8 @@ struct ferry_wbatch {
   rocksdb_writebatch_wi_t *scan;  /* indexed: the index family's writes, for iterators */
   ferry_wbatch *under;            /* being committed: read after this batch */
   pthread_t thread;               /* commit_start's writer */
+  ferry_bwriter *via;             /* or the writer thread it was handed to */
+  ferry_wbatch *qnext;            /* in via's queue */
   bool committing;
   ferry_status commit_st;
   ferry_error commit_err;
@@ -276,10 +278,94 @@ ferry_status ferry_wbatch_commit_start(ferry_wbatch *b, ferry_error *err) {
   return FERRY_OK;
 }
 
+struct ferry_bwriter {
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  ferry_wbatch *head, *tail; /* handed over, not written yet */
+  bool stop, started;
+  pthread_t thread;
+};
+
+static void *bwriter_main(void *arg) {
+  ferry_bwriter *w = arg;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->head && !w->stop) pthread_cond_wait(&w->work, &w->mu);
+    ferry_wbatch *b = w->head;
+    if (!b) break; /* stopping, and nothing left */
+    pthread_mutex_unlock(&w->mu);
+    ferry_error err;
+    ferry_status st = commit_write(b, false, &err);
+    pthread_mutex_lock(&w->mu);
+    w->head = b->qnext;
+    if (!w->head) w->tail = NULL;
+    b->commit_st = st;
+    if (st) b->commit_err = err;
+    b->committing = false;
+    pthread_cond_broadcast(&w->done);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+ferry_bwriter *ferry_bwriter_create(void) {
+  ferry_bwriter *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->work, NULL);
+  pthread_cond_init(&w->done, NULL);
+  return w;
+}
+
+ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, ferry_error *err) {
+  if (!w || !b) return ferry_error_set(err, FERRY_EINVAL, "ferry_bwriter_commit_start: no batch");
+  ferry_status st = commit_check(b, err);
+  if (st) return st;
+  pthread_mutex_lock(&w->mu);
+  if (!w->started && pthread_create(&w->thread, NULL, bwriter_main, w) == 0) w->started = true;
+  if (!w->started) { /* no thread: write here */
+    pthread_mutex_unlock(&w->mu);
+    return commit_write(b, false, err);
+  }
+  b->via = w;
+  b->qnext = NULL;
+  b->committing = true;
+  if (w->tail)
+    w->tail->qnext = b;
+  else
+    w->head = b;
+  w->tail = b;
+  pthread_cond_signal(&w->work);
+  pthread_mutex_unlock(&w->mu);
+  return FERRY_OK;
+}
+
+void ferry_bwriter_destroy(ferry_bwriter *w) {
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = true;
+  pthread_cond_signal(&w->work);
+  pthread_mutex_unlock(&w->mu);
+  if (w->started) pthread_join(w->thread, NULL);
+  pthread_cond_destroy(&w->done);
+  pthread_cond_destroy(&w->work);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
 ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err) {
-  if (!b || !b->committing) return FERRY_OK;
-  pthread_join(b->thread, NULL);
-  b->committing = false;
+  if (!b) return FERRY_OK;
+  if (b->via) { /* the writer thread clears committing under its lock */
+    pthread_mutex_lock(&b->via->mu);
+    while (b->committing) pthread_cond_wait(&b->via->done, &b->via->mu);
+    pthread_mutex_unlock(&b->via->mu);
+    b->via = NULL;
+  } else if (b->committing) {
+    pthread_join(b->thread, NULL);
+    b->committing = false;
+  } else {
+    return FERRY_OK;
+  }
   if (b->commit_st && err) *err = b->commit_err;
   return b->commit_st;
 }

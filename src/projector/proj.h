@@ -41,6 +41,7 @@ struct ferry_projector {
   bool grouping;
   ferry_wbatch *group;     /* pending writes, created on the first */
   ferry_wbatch *writing;   /* a flushed group still being written (flush_start) */
+  ferry_bwriter *writer;   /* writes it; created on the first flush_start */
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
 };
 

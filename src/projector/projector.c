@@ -194,6 +194,7 @@ done:
 void ferry_projector_close(ferry_projector *p) {
   if (!p) return;
   ferry_wbatch_destroy(p->writing); /* waits: it is being written */
+  ferry_bwriter_destroy(p->writer);
   ferry_wbatch_destroy(p->group); /* pending outcomes are dropped, as a crash would */
   free(p->customer);
   free(p->id_field);

@@ -303,7 +303,10 @@ ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *e
 ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err) {
   ferry_status st = wait_writing(p, err);
   if (st || !p->group) return st;
-  if (!(st = proj_state_put(p, p->group, err))) st = ferry_wbatch_commit_start(p->group, err);
+  if (!p->writer && !(p->writer = ferry_bwriter_create()))
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  if (!st && !(st = proj_state_put(p, p->group, err)))
+    st = ferry_bwriter_commit_start(p->writer, p->group, err);
   if (st) {
     group_drop(p);
     return st;
