@@ -110,6 +110,9 @@ typedef struct ferry_call {
   uint64_t generation;   /* CREATE: the create generation the Idempotency-Key derives from */
   bool resume_create;    /* CREATE: an earlier attempt may have reached the cloud */
   char *waits_for;       /* WAIT: "entity/key" it waits for */
+  void *state;           /* the projector's: the records the plan read, which the
+                          * applier hooks use instead of reading them again
+                          * (not copied by ferry_call_dup) */
 } ferry_call;
 
 ferry_call *ferry_call_dup(const ferry_call *c);

@@ -29,7 +29,36 @@ void ferry_call_free(ferry_call *c) {
   free(c->seqs);
   free(c->external_key);
   free(c->waits_for);
+  proj_call_state_free(c->state);
   free(c);
+}
+
+void proj_call_state_free(void *state) {
+  proj_call_state *cs = state;
+  if (!cs) return;
+  if (cs->d) ferry__v1__desired_entity__free_unpacked(cs->d, NULL);
+  if (cs->a) ferry__v1__applied_entity__free_unpacked(cs->a, NULL);
+  free(cs);
+}
+
+ferry_status proj_call_records(ferry_projector *p, const ferry_call *c, Ferry__V1__DesiredEntity **d,
+                               Ferry__V1__AppliedEntity **a, bool *owned, ferry_error *err) {
+  const proj_call_state *cs = c->state;
+  *d = NULL;
+  *a = NULL;
+  *owned = !cs;
+  if (cs) {
+    *d = cs->d;
+    *a = cs->a;
+    return FERRY_OK;
+  }
+  ferry_status st = proj_desired_get(p, NULL, c->entity, c->key, d, err);
+  if (!st) st = proj_applied_get(p, NULL, c->entity, c->key, a, err);
+  if (st && *d) {
+    ferry__v1__desired_entity__free_unpacked(*d, NULL);
+    *d = NULL;
+  }
+  return st;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
@@ -44,6 +73,7 @@ ferry_call *ferry_call_dup(const ferry_call *c) {
   d->cloud_id = dup_or_null(c->cloud_id);
   d->external_key = dup_or_null(c->external_key);
   d->waits_for = dup_or_null(c->waits_for);
+  d->state = NULL; /* a copy reads the records again */
   d->body = c->body ? json_deep_copy(c->body) : NULL;
   d->resolved = c->resolved ? json_deep_copy(c->resolved) : NULL;
   d->fields = c->nfields ? calloc(c->nfields, sizeof *d->fields) : NULL;
@@ -197,6 +227,18 @@ static ferry_status plan_entity(ferry_projector *p, const char *entity, const ch
     c->kind = FERRY_CALL_DELETE; /* no id: find it by external key, delete it if there */
   } else {
     c->kind = FERRY_CALL_NONE;
+  }
+  if (!st) { /* the applier's hooks use what was read here */
+    proj_call_state *cs = calloc(1, sizeof *cs);
+    if (!cs) {
+      st = FERRY_ENOMEM;
+      goto done;
+    }
+    cs->d = d;
+    cs->a = a;
+    c->state = cs;
+    d = NULL;
+    a = NULL;
   }
 done:
   if (st == FERRY_ENOMEM) ferry_error_set(err, st, "out of memory planning %s/%s", entity, key);

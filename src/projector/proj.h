@@ -45,6 +45,21 @@ struct ferry_projector {
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
 };
 
+/* A planned call's state (ferry_call.state): the entity's records as the
+ * plan read them. The applier hooks use them instead of reading again, and
+ * keep them up to date with what they write (the create intent, the
+ * in-doubt mark): between plan and record nothing else writes an entity's
+ * desired or applied record, since a sync does not run beside a fold. */
+typedef struct proj_call_state {
+  Ferry__V1__DesiredEntity *d;
+  Ferry__V1__AppliedEntity *a;
+} proj_call_state;
+void proj_call_state_free(void *state);
+/* The call's records: its state's (*owned false) or read now (*owned true:
+ * the caller frees them). */
+ferry_status proj_call_records(ferry_projector *p, const ferry_call *c, Ferry__V1__DesiredEntity **d,
+                               Ferry__V1__AppliedEntity **a, bool *owned, ferry_error *err);
+
 /* The batch an applier write goes into: the open group's, or a new one
  * (NULL when out of memory). proj_written commits and frees a new one, or
  * leaves a group's pending; on error it drops the whole group, since a

@@ -22,14 +22,39 @@ static void failed_key(ferry_key *k, const char *entity, const char *ekey) {
   ferry_key_raw(k, ekey, strlen(ekey));
 }
 
+/* Keeps a call's state in step with the applied record just written. */
+static ferry_status state_applied(const ferry_call *c, const Ferry__V1__AppliedEntity *n) {
+  proj_call_state *cs = c->state;
+  if (!cs) return FERRY_OK;
+  uint8_t stackbuf[4096];
+  size_t len = protobuf_c_message_get_packed_size(&n->base);
+  uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+  if (!buf) return FERRY_ENOMEM;
+  protobuf_c_message_pack(&n->base, buf);
+  Ferry__V1__AppliedEntity *copy = ferry__v1__applied_entity__unpack(NULL, len, buf);
+  if (buf != stackbuf) free(buf);
+  if (!copy) return FERRY_ENOMEM;
+  if (cs->a) ferry__v1__applied_entity__free_unpacked(cs->a, NULL);
+  cs->a = copy;
+  return FERRY_OK;
+}
+
+static void records_free(bool owned, Ferry__V1__DesiredEntity *d, Ferry__V1__AppliedEntity *a) {
+  if (!owned) return;
+  if (d) ferry__v1__desired_entity__free_unpacked(d, NULL);
+  if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
+}
+
 ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
                                         uint64_t *generation, bool *resume, ferry_error *err) {
   *generation = 0;
   *resume = false;
   if (c->kind == FERRY_CALL_CREATE) return ferry_projector_begin_create(p, c, generation, resume, err);
   if ((c->kind != FERRY_CALL_PATCH && c->kind != FERRY_CALL_DELETE) || !c->cloud_id) return FERRY_OK;
+  Ferry__V1__DesiredEntity *d = NULL;
   Ferry__V1__AppliedEntity *a = NULL;
-  ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
+  bool owned = false;
+  ferry_status st = proj_call_records(p, c, &d, &a, &owned, err);
   if (st || !a || a->uncertain) goto done;
   a->uncertain = true; /* until the outcome is recorded: see proj_is_dirty */
   ferry_wbatch *b = proj_writer(p);
@@ -42,19 +67,21 @@ ferry_status ferry_projector_begin_call(ferry_projector *p, const ferry_call *c,
   proj_put_pb(b, FERRY_CF_APPLIED, &k, &a->base);
   st = proj_written(p, b, FERRY_OK, err);
 done:
-  if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
+  records_free(owned, d, a);
   return st;
 }
 
 ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
                                           uint64_t *generation, bool *resume, ferry_error *err) {
+  Ferry__V1__DesiredEntity *d = NULL;
   Ferry__V1__AppliedEntity *a = NULL;
-  ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
+  bool owned = false;
+  ferry_status st = proj_call_records(p, c, &d, &a, &owned, err);
   if (st) return st;
   *resume = a && a->state == FERRY__V1__ENTITY_STATE__ENTITY_STATE_CREATING;
   if (*resume) { /* an earlier attempt of this generation may have reached the cloud */
     *generation = a->create_generation;
-    ferry__v1__applied_entity__free_unpacked(a, NULL);
+    records_free(owned, d, a);
     return FERRY_OK;
   }
   Ferry__V1__AppliedEntity n = FERRY__V1__APPLIED_ENTITY__INIT;
@@ -76,7 +103,9 @@ ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *
      * and syncs the WAL once (ferry_projector_sync_wal) before any is sent */
     st = proj_written(p, b, FERRY_OK, err);
   }
-  if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
+  /* n points into a, which the state may be about to replace: copy first */
+  if (!st && state_applied(c, &n)) st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  records_free(owned, d, a);
   return st;
 }
 
@@ -155,11 +184,10 @@ ferry_status ferry_projector_record(ferry_projector *p, const ferry_call *c,
   Ferry__V1__AppliedEntity *a = NULL;
   Ferry__V1__DesiredEntity *d = NULL;
   char *payload_text = NULL;
-  bool id_changed = false;
+  bool id_changed = false, owned = false;
   size_t e = ferry_mapping_entity_find(p->map, c->entity);
   ferry_wbatch *b = NULL;
-  ferry_status st = proj_applied_get(p, NULL, c->entity, c->key, &a, err);
-  if (!st) st = proj_desired_get(p, NULL, c->entity, c->key, &d, err);
+  ferry_status st = proj_call_records(p, c, &d, &a, &owned, err);
   if (st) goto done;
   if (!(b = proj_writer(p))) {
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
@@ -215,8 +243,7 @@ done:
   if (b) st = proj_written(p, b, st, err);
   if (st) proj_state_load(p, NULL);
   free(payload_text);
-  if (a) ferry__v1__applied_entity__free_unpacked(a, NULL);
-  if (d) ferry__v1__desired_entity__free_unpacked(d, NULL);
+  records_free(owned, d, a);
   return st;
 }
 
