@@ -95,6 +95,10 @@ const char *ferry_mapping_entity_source(const ferry_mapping *m, size_t i);
 bool ferry_mapping_entity_key_is_root(const ferry_mapping *m, size_t i);
 /* The index of the entity called name, or SIZE_MAX. */
 size_t ferry_mapping_entity_find(const ferry_mapping *m, const char *name);
+/* The line where entity i maps a payload field called name, or 0 if it maps
+ * none (the projector refuses fields that would collide with the ones it
+ * adds itself, like the external key). */
+size_t ferry_mapping_entity_field_line(const ferry_mapping *m, size_t i, const char *name);
 /* The entities that entity i references (each once, ascending); *n their count.
  * Every one is < i. The array belongs to the mapping. */
 const size_t *ferry_mapping_entity_refs(const ferry_mapping *m, size_t i, size_t *n);

@@ -391,6 +391,14 @@ size_t ferry_mapping_entity_count(const ferry_mapping *m) {
   return m->n;
 }
 
+size_t ferry_mapping_entity_field_line(const ferry_mapping *m, size_t i, const char *name) {
+  if (i >= m->n) return 0;
+  const mapping_entity *e = &m->entities[i];
+  for (size_t f = 0; f < e->nfields; f++)
+    if (strcmp(e->fields[f].name, name) == 0) return e->fields[f].expr.line ? e->fields[f].expr.line : e->line;
+  return 0;
+}
+
 const char *ferry_mapping_entity_name(const ferry_mapping *m, size_t i) {
   return i < m->n ? m->entities[i].name : NULL;
 }

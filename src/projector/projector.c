@@ -177,6 +177,23 @@ ferry_status ferry_projector_open(ferry_projector **out, ferry_store *store,
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
+  /* ferry sets the external key field itself, and the cloud owns the id
+   * field: a mapped field of either name would be overwritten, or clash */
+  for (size_t e = 0; e < p->nentities; e++) {
+    const char *reserved[2] = {p->ext_field, p->id_field};
+    const char *setting[2] = {"cloud.external_key_field", "cloud.id_field"};
+    for (int r = 0; r < 2; r++) {
+      size_t line = ferry_mapping_entity_field_line(mapping, e, reserved[r]);
+      if (!line) continue;
+      st = ferry_error_set(err, FERRY_EMAPPING,
+                           "%s:%zu: entities.%s.fields.%s: this name is the cloud's %s field "
+                           "(%s), which ferry %s; rename the field, or set %s to another name",
+                           ferry_mapping_name(mapping), line, ferry_mapping_entity_name(mapping, e),
+                           reserved[r], r ? "id" : "external key", setting[r],
+                           r ? "reads from the cloud's answers" : "fills in itself", setting[r]);
+      goto done;
+    }
+  }
   if ((st = proj_state_load(p, err))) goto done;
   const char *now = ferry_mapping_hash(mapping);
   if (!allow_mapping_change && p->mapping_hash[0] && strcmp(p->mapping_hash, now) != 0)

@@ -36,6 +36,17 @@ expect_status 0 "ingest for the typo mapping" "$FERRY" --config "$T/typo-ferry.y
 expect_status 0 "plan with a table the log never mentioned" "$FERRY" --config "$T/typo-ferry.yaml" plan acme
 check "plan warns about the unseen table" contains "$T/err" "warning: the mapping names table Suburb, which acme's log has never mentioned"
 
+# a mapped field named like the external key field (ferry fills that in) is refused
+sed 's/^      first_name: FirstName /      legacy_key: FirstName /' "$T/mapping.yaml" >"$T/clash.yaml"
+cat >"$T/clash-ferry.yaml" <<YAML
+mapping: clash.yaml
+data: ./data3
+cloud: {base_url: "http://127.0.0.1:9"}
+YAML
+expect_status 2 "plan with a field called like the external key field" "$FERRY" --config "$T/clash-ferry.yaml" plan acme
+check "the refusal names the file, line and field" \
+  contains "$T/err" "clash.yaml:13: entities.contact.fields.legacy_key: this name is the cloud's external key field"
+
 # a changed mapping is refused until replay
 cp "$T/mapping.yaml" "$T/mapping.orig"
 sed -i 's/transform: \[trim, lower\]/transform: [trim, upper]/' "$T/mapping.yaml"
