@@ -9,9 +9,12 @@
  * next request reuses it, which would cost two epoll_ctl calls per request.
  * So a removed watch is parked, still armed, in a table by descriptor, and
  * taken up again as it is if curl wants the same socket back. It is really
- * removed when curl closes the socket (CURLOPT_CLOSESOCKETFUNCTION, so a
- * descriptor number reused by a new socket never finds a stale watch), or
- * when the idle socket becomes readable (the server closed it).
+ * removed when curl closes the socket (CURLOPT_CLOSESOCKETFUNCTION), or
+ * when the idle socket becomes readable (the server closed it). Not every
+ * socket curl watches goes through that callback (its resolver's wake-up
+ * pair does not), so a parked watch is taken up only if its descriptor is
+ * still the same socket (its inode): a number reused by a new socket gets a
+ * new watch.
  */
 #include "cloud/curl_loop.h"
 
@@ -20,6 +23,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct curl_loop {
@@ -39,6 +43,7 @@ struct curl_loop {
 typedef struct sock_watch {
   struct event ev;
   curl_socket_t fd;
+  ino_t ino; /* the socket's inode when watched first: tells a reused number */
   bool armed;
   bool parked; /* curl removed it; still armed, waiting to be asked again */
   short kind;  /* what ev waits for while armed */
@@ -68,6 +73,11 @@ static int watch_put(curl_loop *l, sock_watch *w) {
 
 static sock_watch *watch_get(const curl_loop *l, curl_socket_t fd) {
   return fd >= 0 && (size_t)fd < l->nwatch ? l->watch[fd] : NULL;
+}
+
+static ino_t socket_ino(curl_socket_t fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
 /* Hands every finished transfer to the owner. The message is copied out
@@ -120,14 +130,21 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   }
   short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                        ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
-  if (!w && (w = watch_get(l, s)) != NULL) { /* the parked watch of this very socket */
-    w->parked = false;
-    curl_multi_assign(l->multi, s, w);
+  if (!w && (w = watch_get(l, s)) != NULL) { /* parked: is it still this socket? */
+    ino_t ino = socket_ino(s);
+    if (ino && ino == w->ino) {
+      w->parked = false;
+      curl_multi_assign(l->multi, s, w);
+    } else { /* closed behind our back and the number reused: start afresh */
+      watch_free(l, w);
+      w = NULL;
+    }
   }
   if (!w) {
     w = calloc(1, sizeof *w);
     if (!w) return -1; /* curl fails the transfer: out of memory */
     w->fd = s;
+    w->ino = socket_ino(s);
     if (watch_put(l, w)) {
       free(w);
       return -1;

@@ -202,6 +202,21 @@ check "summary says patched 1" contains "$T/out" "created 0, patched 1, deleted 
 check "the PATCH changed exactly the email field" grep -q '"method":"PATCH".*"fields":\["email"\]' "$T/h.json"
 cloud_matches "the cloud has the new email" "$S1"
 
+# --- a cloud named by host name: curl resolves it (its resolver's sockets come and go
+# beside the connections' ones, and descriptor numbers get reused) ----------------
+stop_cloud_after=$CLOUD_PID
+start_cloud byname
+port=${CLOUD##*:}
+write_config "$T/cn.yaml" "$T/dn" "http://localhost:$port/{customer}"
+SN="$T/sn.json"
+tool gen "$SN" 11 200 0 >"$T/bn.ndjson"
+expect_status 0 "ingest for the cloud named localhost" "$FERRY" --config "$T/cn.yaml" ingest acme "$T/bn.ndjson"
+expect_status 0 "sync to http://localhost:PORT" "$FERRY" --config "$T/cn.yaml" sync acme
+cloud_matches "the cloud reached by host name holds the expected records" "$SN"
+stop_cloud
+CLOUD_PID=$stop_cloud_after
+CLOUD=$(sed -n 's/^listening on \(.*\)$/http:\/\/\1/p' "$T/plain.out")
+
 # --- many changes: creates, patches, deletes in reference order -------------------
 tool gen "$S1" 2 50 400 >"$T/b2.ndjson"
 expect_status 0 "ingest 50 new rows and 400 changes" "$FERRY" --config "$C" ingest acme "$T/b2.ndjson"
