@@ -252,7 +252,7 @@ static void run_size(long n, const char *mapping_path) {
     printf("%9ld entities %9" PRIu64 " events  fold %8.0f events/s (%6.2f s)\n", 2 * n, events,
            events / fold_s, fold_s);
     fflush(stdout);
-    return;
+    goto out;
   }
   t0 = now();
   long applied = apply_all(p);
@@ -275,6 +275,7 @@ static void run_size(long n, const char *mapping_path) {
   printf("%9s peak RSS after ingest %ld MiB, after fold %ld MiB, after applying %ld MiB\n", "",
          rss_ingest, rss_fold, rss_apply);
   fflush(stdout);
+out:
   ferry_projector_close(p);
   ferry_mapping_free(m);
   ferry_store_close(s);
