@@ -54,6 +54,7 @@ typedef struct ferry_projection_info {
   uint64_t failed;         /* entities the cloud refused */
   int64_t last_sync_us;    /* 0: never */
   char last_sync_result[128];
+  bool restored;           /* from a backup, no clean sync since: creates look up first */
 } ferry_projection_info;
 
 ferry_status ferry_projector_info(ferry_projector *p, ferry_projection_info *info, ferry_error *err);
@@ -159,7 +160,7 @@ ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity,
  * after a power loss the retry knows an earlier attempt may have reached the
  * cloud. If an earlier intent is pending (a crash or an ambiguous answer),
  * keeps its generation and sets *resume so the applier looks the record up
- * by external key first. */
+ * by external key first; so does every create of a restored projection. */
 ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *c,
                                           uint64_t *generation, bool *resume, ferry_error *err);
 
@@ -229,8 +230,19 @@ ferry_status ferry_projector_failed(ferry_projector *p,
                                               int http_status, const char *error),
                                     void *arg, ferry_error *err);
 
-/* Records the end of a sync run (status shows it). */
-ferry_status ferry_projector_note_sync(ferry_projector *p, const char *result, ferry_error *err);
+/* Records the end of a sync run (status shows it). clean: the run ended with
+ * nothing failed or left to send, which ends a restored projection's
+ * look-up-first creates (ferry_backup). */
+ferry_status ferry_projector_note_sync(ferry_projector *p, const char *result, bool clean,
+                                       ferry_error *err);
+
+/* ferry_store_backup, then marks every customer in the copy as restored: a
+ * data directory put back from a backup may be older than the cloud (ferry
+ * made records after the backup that the copy does not know of), so until a
+ * sync ends clean each create first looks its record up by external key and
+ * adopts what it finds, also from a cloud that ignores Idempotency-Key. If
+ * marking fails the copy is removed. */
+ferry_status ferry_backup(ferry_store *s, const char *dir, ferry_error *err);
 
 /* ------------------------------------------------------- explain / history --- */
 

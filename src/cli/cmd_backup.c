@@ -1,7 +1,7 @@
 /*
  * ferry backup DIR: a consistent copy of the whole data directory (every
  * customer, as of one moment) as a new data directory, through a RocksDB
- * checkpoint (ferry_store_backup). It needs the writer's lock, so while
+ * checkpoint, marked as restored (ferry_backup). It needs the writer's lock, so while
  * ferryd runs the backup is POST /v1/backup instead (cli_open_store says so).
  */
 #include <stdio.h>
@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "ferry/event.h"
+#include "ferry/projector.h"
 
 int cli_cmd_backup(cli_env *env, const cli_args *a) {
   const char *dir = a->pos[0];
@@ -25,7 +26,7 @@ int cli_cmd_backup(cli_env *env, const cli_args *a) {
   int rc = cli_open_store(env, FERRY_STORE_WRITE, &s);
   if (rc) return rc;
   int64_t t0 = ferry_time_now_us();
-  if (ferry_store_backup(s, dir, &err))
+  if (ferry_backup(s, dir, &err))
     rc = cli_fail(&err);
   else
     printf("backed up %s to %s in %.1f s; 'ferry --data %s status' reads it\n", env->data_dir, dir,

@@ -93,6 +93,7 @@ static int add_projection(list_ctx *c, const char *customer, json_t *o, bool det
   json_object_set_new(o, "mapping_changed", json_boolean(info.mapping_changed));
   json_object_set_new(o, "last_sync", info.last_sync_us ? json_string(when) : json_null());
   json_object_set_new(o, "last_sync_result", json_string(info.last_sync_result));
+  json_object_set_new(o, "restored", json_boolean(info.restored));
   if (details) {
     json_t *f = json_array();
     ferry_projector_failed(p, add_failed, f, &c->err);
@@ -145,6 +146,8 @@ static void print_one(json_t *o) {
   printf("failed          %" JSON_INTEGER_FORMAT " entities\n", json_integer_value(json_object_get(o, "failed")));
   if (json_is_true(json_object_get(o, "mapping_changed")))
     printf("mapping         changed since the last projection: run 'ferry replay'\n");
+  if (json_is_true(json_object_get(o, "restored")))
+    printf("restored        from a backup: creates look their record up first until a sync ends clean\n");
   v = json_object_get(o, "last_sync");
   printf("last sync       %s%s%s\n", json_is_string(v) ? json_string_value(v) : "never",
          json_is_string(v) ? "  " : "", json_string_value(json_object_get(o, "last_sync_result")));

@@ -374,7 +374,8 @@ static void note(ferry_sync *s) {
              s->stopping ? "stopped" : "ok", (unsigned long long)r->created,
              (unsigned long long)r->adopted, (unsigned long long)r->patched,
              (unsigned long long)r->deleted, (unsigned long long)r->failed);
-  ferry_status st = ferry_projector_note_sync(s->p, line, &err);
+  bool clean = !s->st && !s->stopping && !r->failed && !r->unknown && !r->waiting;
+  ferry_status st = ferry_projector_note_sync(s->p, line, clean, &err);
   if (st) fail(s, st, &err);
 }
 

@@ -37,6 +37,7 @@ struct ferry_projector {
   int64_t last_fold_us, last_sync_us;
   char *last_sync_result;
   uint64_t audit_seq;
+  bool restored;           /* from a backup: creates look up first (ProjectionState.restored) */
   /* the applier's write group (ferry_projector_group_begin) */
   bool grouping;
   ferry_wbatch *group;     /* pending writes, created on the first */

@@ -117,6 +117,7 @@ ferry_status proj_state_load(ferry_projector *p, ferry_error *err) {
   p->last_fold_us = s ? s->last_fold_us : 0;
   p->last_sync_us = s ? s->last_sync_us : 0;
   p->audit_seq = s ? s->audit_seq : 0;
+  p->restored = s && s->restored;
   if (set_str(&p->mapping_hash, s ? s->mapping_hash : "") ||
       set_str(&p->last_sync_result, s ? s->last_sync_result : ""))
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
@@ -137,6 +138,7 @@ ferry_status proj_state_put(ferry_projector *p, ferry_wbatch *b, ferry_error *er
   s.last_sync_us = p->last_sync_us;
   s.last_sync_result = p->last_sync_result;
   s.audit_seq = p->audit_seq;
+  s.restored = p->restored;
   ferry_key k;
   ferry_key_reset(&k);
   ferry_key_raw(&k, FERRY_META_PROJECTION, strlen(FERRY_META_PROJECTION));

@@ -93,6 +93,8 @@ ferry_status ferry_projector_begin_create(ferry_projector *p, const ferry_call *
   n.payload = "";
   n.updated_at_us = ferry_time_now_us();
   *generation = n.create_generation;
+  /* restored from a backup: the cloud may hold a record made after the backup */
+  *resume = p->restored;
   ferry_wbatch *b = proj_writer(p);
   if (!b) st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   if (!st) {
@@ -420,11 +422,18 @@ static ferry_status count_one(void *arg, const char *a, size_t b, const char *c,
   return FERRY_OK;
 }
 
-ferry_status ferry_projector_note_sync(ferry_projector *p, const char *result, ferry_error *err) {
+ferry_status ferry_projector_note_sync(ferry_projector *p, const char *result, bool clean,
+                                       ferry_error *err) {
   char *s = strdup(result ? result : "");
   if (!s) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   free(p->last_sync_result);
   p->last_sync_result = s;
+  if (clean && p->restored) { /* no entity left failed either (a retry could create it) */
+    uint64_t failed = 0;
+    ferry_status st = failed_scan(p, count_one, &failed, err);
+    if (st) return st;
+    if (failed == 0) p->restored = false;
+  }
   p->last_sync_us = ferry_time_now_us();
   ferry_wbatch *b = ferry_wbatch_create(p->store, p->customer);
   if (!b) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
@@ -445,6 +454,7 @@ ferry_status ferry_projector_info(ferry_projector *p, ferry_projection_info *inf
   info->mapping_changed = p->mapping_hash[0] && strcmp(p->mapping_hash, ferry_mapping_hash(p->map)) != 0;
   info->last_sync_us = p->last_sync_us;
   snprintf(info->last_sync_result, sizeof info->last_sync_result, "%s", p->last_sync_result);
+  info->restored = p->restored;
   if ((st = failed_scan(p, count_one, &info->failed, err))) return st;
   ferry_kv_iter *it = NULL;
   if ((st = ferry_kv_iter_open(p->store, FERRY_CF_DIRTY, p->customer, NULL, 0, NULL, 0, &it, err)))

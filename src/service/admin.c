@@ -87,6 +87,7 @@ static ferry_status status_object(read_job *j, ferry_projector *p, json_t **out)
   if (st) return st;
   if (!o) return ferry_error_set(&j->err, FERRY_ENOMEM, "out of memory");
   if (i.held) json_object_set_new(o, "hold_seq", json_integer((json_int_t)i.hold_seq));
+  json_object_set_new(o, "restored", json_boolean(i.restored));
   *out = o;
   return FERRY_OK;
 }
@@ -324,7 +325,7 @@ typedef struct backup_job {
 static void backup_work(svc_job *jb) {
   backup_job *j = (backup_job *)jb;
   ferry_error_clear(&j->err);
-  j->st = ferry_store_backup(j->s->store, j->dir, &j->err);
+  j->st = ferry_backup(j->s->store, j->dir, &j->err);
 }
 
 static void backup_done(svc_job *jb) {

@@ -288,7 +288,7 @@ void svc_admin_op(svc *s, svc_cust *c, svc_op_kind kind, struct evhttp_request *
 /* The operation's name in its route and answers: "rewind", ..., "retry-failed". */
 const char *svc_op_name(svc_op_kind kind);
 void svc_admin_healthz(svc *s, struct evhttp_request *req);
-/* POST /v1/backup {"dir": "/new/dir"}: ferry_store_backup on a worker. */
+/* POST /v1/backup {"dir": "/new/dir"}: ferry_backup on a worker. */
 void svc_admin_backup(svc *s, struct evhttp_request *req);
 /* Replies to an operation that finished (or was refused) and frees it. */
 void svc_admin_op_reply(svc_op *op);

@@ -5,7 +5,8 @@
 # (pointing at POST /v1/backup, which does the same while ferryd runs, admin only, absolute
 # new paths only). A restored backup syncs on with nothing to send. An entity the cloud
 # refuses (413) is reported failed by ferryd's status; once the cloud takes it,
-# POST .../retry-failed sends it and the cloud matches.
+# POST .../retry-failed sends it and the cloud matches. A backup put back in place against a
+# cloud that ignores Idempotency-Key creates nothing twice.
 SYNC_LIB_ONLY=1 source "$(dirname "${BASH_SOURCE[0]}")/test_sync.sh"
 
 export FERRY_ADMIN_TOKEN=operate-admin-$RANDOM
@@ -92,4 +93,32 @@ check "retry-failed takes no body fields: 400" \
 kill -TERM "$FD_PID"
 wait "$FD_PID"
 check "ferryd stops cleanly (exit 0)" test $? -eq 0
+
+# --- restoring a backup, against a cloud that ignores Idempotency-Key -------------------------
+# The backup knows nothing of the records ferry makes after it. Restored, each create looks its
+# record up by external key first, so nothing is created twice; a clean sync ends that.
+stop_cloud
+start_cloud noidem --no-idempotency
+RD="$T/rdata" RC="$T/restore.yaml" RS="$T/restore-state.json"
+write_config "$RC" "$RD" "$CLOUD/{customer}"
+tool gen "$RS" 21 20 0 >"$T/before.ndjson"
+"$FERRY" --config "$RC" ingest acme "$T/before.ndjson" >/dev/null
+expect_status 0 "restore: a first sync" "$FERRY" --config "$RC" sync acme
+expect_status 0 "restore: ferry backup" "$FERRY" --config "$RC" backup "$T/rb"
+tool gen "$RS" 22 12 15 >"$T/after.ndjson" # new rows, edits and deletes after the backup
+"$FERRY" --config "$RC" ingest acme "$T/after.ndjson" >/dev/null
+expect_status 0 "restore: a sync after the backup" "$FERRY" --config "$RC" sync acme
+cloud_matches "...brings the cloud up to date" "$RS"
+expect_status 0 "the live data directory" "$FERRY" --config "$RC" status acme --json
+check "...is not marked restored" contains "$T/out" '"restored":false'
+rm -rf "$RD"
+mv "$T/rb" "$RD"
+expect_status 0 "the backup put in place of the data directory" "$FERRY" --config "$RC" status acme
+check "...says it is restored" grep -q '^restored  *from a backup' "$T/out"
+"$FERRY" --config "$RC" ingest acme "$T/after.ndjson" >/dev/null # what came since the backup
+expect_status 0 "restored: a sync" "$FERRY" --config "$RC" sync acme
+cloud_matches "...creates nothing twice: the cloud matches, no duplicate" "$RS"
+check "...adopting the records made after the backup" grep -Eq 'adopted [1-9]' "$T/out"
+expect_status 0 "after a clean sync" "$FERRY" --config "$RC" status acme --json
+check "...creates post again without a lookup" contains "$T/out" '"restored":false'
 finish
