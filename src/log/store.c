@@ -174,7 +174,19 @@ ferry_status ferry_store_compact_customer(ferry_store *s, ferry_cf cf, const cha
     return ferry_error_set(err, FERRY_EINVAL, "ferry_store_compact_customer: not a writer");
   if (!key_prefix_make(&p, customer))
     return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
-  rocksdb_compact_range_cf(s->db, s->cf[cf], p.b, p.len, p.upper, p.len);
+  /* Twice, forcing the bottommost level. Data still in the memtable (a small customer) is
+   * flushed by the first call, and the flush has RocksDB move the file straight down to the
+   * last level, deletion markers and all, while the manual compaction, which chose its levels
+   * before, finds nothing left to do. The second call sees the file where it is, and forcing
+   * the bottommost level rewrites it without the markers. Measured: one-change plans of a
+   * 10k-entity customer stepped over 20,000 dead dirty marks (1.9 ms against 0.2 ms at 20k,
+   * whose marks had gone through a real compaction). */
+  rocksdb_compactoptions_t *o = rocksdb_compactoptions_create();
+  if (!o) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  rocksdb_compactoptions_set_bottommost_level_compaction(o, 2 /* kForce */);
+  for (int i = 0; i < 2; i++)
+    rocksdb_compact_range_cf_opt(s->db, s->cf[cf], o, p.b, p.len, p.upper, p.len);
+  rocksdb_compactoptions_destroy(o);
   return FERRY_OK;
 }
 
