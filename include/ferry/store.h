@@ -194,14 +194,17 @@ size_t ferry_wbatch_count(const ferry_wbatch *b);
 size_t ferry_wbatch_bytes(const ferry_wbatch *b);
 
 /*
- * An indexed batch: ferry_wbatch_get and ferry_wbatch_iter_open see its own
+ * An indexed batch: ferry_wbatch_get and ferry_wbatch_scan see its own
  * uncommitted writes over the store's data (read your writes while building
- * a batch); iterators merge only the index family's writes, and other
- * families cannot be scanned through it. It does not support delete_range
- * (commit fails with FERRY_EINVAL). NULL for an invalid customer or when out
- * of memory.
+ * a batch). Only the index family is scanned, and only by prefix:
+ * scan_prefix gives the length of the prefix a key of the index family is
+ * scanned by, or 0 for a key only ever read by key. It does not support
+ * delete_range (commit fails with FERRY_EINVAL). NULL for an invalid
+ * customer or when out of memory.
  */
-ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer);
+typedef size_t (*ferry_scan_prefix_fn)(const void *key, size_t klen);
+ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer,
+                                          ferry_scan_prefix_fn scan_prefix);
 /* Makes indexed batch b read through indexed batch under (NULL: stop) after
  * its own writes and before the store: under is an earlier batch whose
  * commit is still running. under must not change and must outlive its use. */
@@ -243,12 +246,16 @@ void ferry_kv_iter_close(ferry_kv_iter *it);
  * it is indexed (a plain batch reads the store only). */
 ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
                               char **val, size_t *vlen, ferry_error *err);
-/* Iterates [lo, hi) as ferry_kv_iter_open does, merged with the batch's
- * writes if it is indexed. Do not change the batch while the iterator is
- * open; close it with ferry_kv_iter_close. */
-ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
-                                    const void *hi, size_t hilen, ferry_kv_iter **out,
-                                    ferry_error *err);
+/* Calls fn(arg, rest, len) in key order for every key of the index family
+ * that starts with prefix, with the rest of the key after it: the store's
+ * keys, merged with the writes of an indexed batch (and of the batch it
+ * reads through). For an indexed batch, prefix must be a whole scan prefix
+ * (scan_prefix(prefix) == plen), else FERRY_EINVAL. fn may write to the
+ * batch; the scan is over by then. fn's non-zero status stops the scan and is
+ * returned. */
+ferry_status ferry_wbatch_scan(ferry_wbatch *b, const void *prefix, size_t plen,
+                               ferry_status (*fn)(void *arg, const char *rest, size_t len),
+                               void *arg, ferry_error *err);
 
 /* Big-endian u64 helpers for keys. */
 void ferry_be64_put(uint8_t out[8], uint64_t v);

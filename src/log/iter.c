@@ -135,47 +135,39 @@ void ferry_log_iter_close(ferry_log_iter *it) {
 struct ferry_kv_iter {
   rdb_iter r;
   size_t prefix_len;
-  const char *upper; /* the absolute upper bound, inside r.bounds */
-  size_t upper_len;
   bool started;
   bool ended; /* RocksDB must not be stepped past the end */
   ferry_error err;
 };
 
-static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen) {
-  int c = memcmp(a, b, alen < blen ? alen : blen);
-  return c ? c : (alen > blen) - (alen < blen);
-}
-
-ferry_status store_kv_iter_open(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *lo,
-                                size_t lolen, const void *hi, size_t hilen,
-                                rocksdb_writebatch_wi_t *const *layers, size_t nlayers,
-                                ferry_kv_iter **out, ferry_error *err) {
+ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *customer, const void *lo,
+                                size_t lolen, const void *hi, size_t hilen, ferry_kv_iter **out,
+                                ferry_error *err) {
+  key_prefix p;
   ferry_status st = FERRY_OK;
   char *alo = NULL, *ahi = NULL;
   size_t alolen = 0, ahilen = 0;
   ferry_kv_iter *it = NULL;
 
+  if (!s || !out || (unsigned)cf >= FERRY_CF_COUNT)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_kv_iter_open: invalid arguments");
   *out = NULL;
-  alo = store_key_join(p, lo, lo ? lolen : 0, &alolen);
+  if (!key_prefix_make(&p, customer))
+    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
+  alo = store_key_join(&p, lo, lo ? lolen : 0, &alolen);
   if (hi)
-    ahi = store_key_join(p, hi, hilen, &ahilen);
-  else if ((ahi = malloc(p->len))) {
-    memcpy(ahi, p->upper, p->len);
-    ahilen = p->len;
+    ahi = store_key_join(&p, hi, hilen, &ahilen);
+  else if ((ahi = malloc(p.len))) {
+    memcpy(ahi, p.upper, p.len);
+    ahilen = p.len;
   }
   it = calloc(1, sizeof *it);
   if (!alo || !ahi || !it) {
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
-  it->prefix_len = p->len;
+  it->prefix_len = p.len;
   if ((st = rdb_iter_open(&it->r, s, cf, alo, alolen, ahi, ahilen, err))) goto done;
-  it->upper = it->r.bounds + alolen;
-  it->upper_len = ahilen;
-  for (size_t i = 0; i < nlayers; i++) /* each merged iterator owns the one below */
-    it->r.it = rocksdb_writebatch_wi_create_iterator_with_base_cf(layers[i], it->r.it, s->cf[cf]);
-  if (nlayers) rocksdb_iter_seek(it->r.it, alo, alolen);
   *out = it;
   it = NULL;
 done:
@@ -183,18 +175,6 @@ done:
   free(ahi);
   free(alo);
   return st;
-}
-
-ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *customer, const void *lo,
-                                size_t lolen, const void *hi, size_t hilen, ferry_kv_iter **out,
-                                ferry_error *err) {
-  key_prefix p;
-  if (!s || !out || (unsigned)cf >= FERRY_CF_COUNT)
-    return ferry_error_set(err, FERRY_EINVAL, "ferry_kv_iter_open: invalid arguments");
-  *out = NULL;
-  if (!key_prefix_make(&p, customer))
-    return ferry_error_set(err, FERRY_EINVAL, "invalid customer id '%s'", customer ? customer : "");
-  return store_kv_iter_open(s, cf, &p, lo, lolen, hi, hilen, NULL, 0, out, err);
 }
 
 int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const char **val,
@@ -209,11 +189,6 @@ int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const 
   }
   size_t n;
   const char *k = rocksdb_iter_key(it->r.it, &n);
-  /* RocksDB stops at the bound, but a batch's own writes merged in do not. */
-  if (cmp_bytes(k, n, it->upper, it->upper_len) >= 0) {
-    it->ended = true;
-    return 0;
-  }
   *key = k + it->prefix_len; /* the bounds guarantee the prefix */
   *klen = n - it->prefix_len;
   *val = rocksdb_iter_value(it->r.it, vlen);

@@ -73,11 +73,15 @@ ferry_status ferry_kv_get(ferry_store *s, ferry_cf cf, const char *customer, con
  * DESIGN
  * Every batch collects its writes in a plain RocksDB WriteBatch, which is
  * what commit writes. An indexed batch also keeps them readable: point reads
- * look in a hash map (family byte + key -> latest value or tombstone), and
- * the index family, the only one scanned through a batch, is mirrored into
- * a RocksDB indexed batch used for nothing but merged iterators. (RocksDB's
- * indexed batch for every write cost a skiplist insert per put and a
- * skiplist search per get; the hash map costs neither.)
+ * look in a hash map (family byte + key -> latest value or tombstone). The
+ * index family, the only one scanned through a batch, is scanned by prefix
+ * only, and the caller says which prefix each of its keys is scanned by
+ * (ferry_scan_prefix_fn): its writes are also filed in a second hash map,
+ * prefix -> the writes under it in order. A scan seeks an iterator over the
+ * store and merges the few writes filed under its prefix. (RocksDB's indexed
+ * batch did this before: a skiplist insert per write of the family and, per
+ * scan, a merging iterator over it: the fold's rate rose from 45k to 53k
+ * events/s at 100k entities without it.)
  * A batch may read through an older batch that is still being committed
  * ("under"): its reads see its own writes, then the older batch's, then the
  * store. This lets a fold build batch N+1 while batch N is written on
@@ -91,13 +95,26 @@ typedef struct ov_val {
   bool deleted;
 } ov_val;
 
+/* The writes of the index family under one scan prefix, in order: the rest
+ * of each key after the prefix, and whether it was a delete. */
+typedef struct scan_write {
+  char *rest;
+  size_t len;
+  bool deleted;
+} scan_write;
+typedef struct scan_group {
+  scan_write *v;
+  size_t n, cap;
+} scan_group;
+
 struct ferry_wbatch {
   ferry_store *s;
   key_prefix p;
   rocksdb_writebatch_t *wb;       /* every write: what commit writes */
   bool indexed;
   strmap point;                   /* indexed: family byte + key -> ov_val* into wb */
-  rocksdb_writebatch_wi_t *scan;  /* indexed: the index family's writes, for iterators */
+  ferry_scan_prefix_fn scan_prefix; /* indexed: the prefix an index key is scanned by */
+  strmap groups;                  /* indexed: scan prefix -> scan_group* */
   ferry_wbatch *under;            /* being committed: read after this batch */
   pthread_t thread;               /* commit_start's writer */
   ferry_bwriter *via;             /* or the writer thread it was handed to */
@@ -108,16 +125,17 @@ struct ferry_wbatch {
   ferry_error err;                /* the first problem; reported by commit */
 };
 
-static ferry_wbatch *wbatch_new(ferry_store *s, const char *customer, bool indexed) {
+static ferry_wbatch *wbatch_new(ferry_store *s, const char *customer, ferry_scan_prefix_fn sp,
+                                bool indexed) {
   ferry_wbatch *b = NULL;
   if (!s || !(b = calloc(1, sizeof *b))) return NULL;
   b->s = s;
   b->indexed = indexed;
+  b->scan_prefix = sp;
   strmap_init(&b->point);
+  strmap_init(&b->groups);
   if (!key_prefix_make(&b->p, customer)) goto fail;
   if (!(b->wb = rocksdb_writebatch_create())) goto fail;
-  /* overwrite_keys: a read of the batch returns the latest write of a key. */
-  if (indexed && !(b->scan = rocksdb_writebatch_wi_create(0, 1))) goto fail;
   return b;
 fail:
   ferry_wbatch_destroy(b);
@@ -125,11 +143,12 @@ fail:
 }
 
 ferry_wbatch *ferry_wbatch_create(ferry_store *s, const char *customer) {
-  return wbatch_new(s, customer, false);
+  return wbatch_new(s, customer, NULL, false);
 }
 
-ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer) {
-  return wbatch_new(s, customer, true);
+ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer,
+                                          ferry_scan_prefix_fn scan_prefix) {
+  return wbatch_new(s, customer, scan_prefix, true);
 }
 
 void ferry_wbatch_read_through(ferry_wbatch *b, ferry_wbatch *under) {
@@ -182,6 +201,40 @@ oom:
   fail(b, FERRY_ENOMEM, "out of memory", "");
 }
 
+/* Files a write of the index family under the prefix it is scanned by. */
+static void file_scan(ferry_wbatch *b, const void *key, size_t klen, bool deleted) {
+  size_t plen = b->scan_prefix ? b->scan_prefix(key, klen) : 0;
+  if (plen == 0 || plen > klen) return; /* read by key only */
+  strmap_entry *e = strmap_upsert(&b->groups, key, plen, NULL);
+  if (!e) goto oom;
+  scan_group *g = e->val;
+  if (!g && !(g = e->val = calloc(1, sizeof *g))) goto oom;
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 2;
+    scan_write *v = realloc(g->v, cap * sizeof *v);
+    if (!v) goto oom;
+    g->v = v;
+    g->cap = cap;
+  }
+  scan_write *w = &g->v[g->n];
+  if (!(w->rest = malloc(klen - plen + 1))) goto oom;
+  memcpy(w->rest, (const char *)key + plen, klen - plen);
+  w->len = klen - plen;
+  w->deleted = deleted;
+  g->n++;
+  return;
+oom:
+  fail(b, FERRY_ENOMEM, "out of memory", "");
+}
+
+static void group_free(void *v) {
+  scan_group *g = v;
+  if (!g) return;
+  for (size_t i = 0; i < g->n; i++) free(g->v[i].rest);
+  free(g->v);
+  free(g);
+}
+
 void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen, const void *val,
                       size_t vlen) {
   if (refused(b, cf, key, klen)) return;
@@ -192,7 +245,7 @@ void ferry_wbatch_put(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen
   rocksdb_writebatch_putv_cf(b->wb, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
   if (!b->indexed) return;
   remember(b, cf, key, klen, vlen, false);
-  if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_putv_cf(b->scan, b->s->cf[cf], 2, kp, ks, 1, vp, vs);
+  if (cf == FERRY_CF_INDEX) file_scan(b, key, klen, false);
 }
 
 void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen) {
@@ -202,7 +255,7 @@ void ferry_wbatch_delete(ferry_wbatch *b, ferry_cf cf, const void *key, size_t k
   rocksdb_writebatch_deletev_cf(b->wb, b->s->cf[cf], 2, kp, ks);
   if (!b->indexed) return;
   remember(b, cf, key, klen, 0, true);
-  if (cf == FERRY_CF_INDEX) rocksdb_writebatch_wi_deletev_cf(b->scan, b->s->cf[cf], 2, kp, ks);
+  if (cf == FERRY_CF_INDEX) file_scan(b, key, klen, true);
 }
 
 static int cmp_bytes(const void *a, size_t alen, const void *b, size_t blen) {
@@ -373,9 +426,9 @@ ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err) {
 void ferry_wbatch_destroy(ferry_wbatch *b) {
   if (!b) return;
   ferry_wbatch_commit_wait(b, NULL);
-  if (b->scan) rocksdb_writebatch_wi_destroy(b->scan);
   if (b->wb) rocksdb_writebatch_destroy(b->wb);
   strmap_free(&b->point, free);
+  strmap_free(&b->groups, group_free);
   free(b);
 }
 
@@ -415,18 +468,113 @@ ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, siz
   return copy_out(data + v->off, v->len, val, vlen, err);
 }
 
-ferry_status ferry_wbatch_iter_open(ferry_wbatch *b, ferry_cf cf, const void *lo, size_t lolen,
-                                    const void *hi, size_t hilen, ferry_kv_iter **out,
-                                    ferry_error *err) {
-  if (!b || !out || (unsigned)cf >= FERRY_CF_COUNT)
-    return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_iter_open: invalid arguments");
-  if (b->indexed && cf != FERRY_CF_INDEX)
-    return ferry_error_set(err, FERRY_EINVAL, "a batch merges only the index family into scans");
-  rocksdb_writebatch_wi_t *layers[2] = {NULL, NULL}; /* innermost (oldest) first */
-  size_t n = 0;
-  if (b->indexed) {
-    if (b->under) layers[n++] = b->under->scan;
-    layers[n++] = b->scan;
+/* One key a scan found: from the store (order 0, its rest at off in the
+ * copy buffer until the scan is done) or a batch's write (later writes have
+ * higher orders). */
+typedef struct found {
+  const char *rest;
+  size_t off, len, order;
+  bool deleted;
+} found;
+
+typedef struct found_list {
+  found *v;
+  size_t n, cap;
+} found_list;
+
+static bool found_add(found_list *l, const char *rest, size_t off, size_t len, size_t order,
+                      bool deleted) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    found *v = realloc(l->v, cap * sizeof *v);
+    if (!v) return false;
+    l->v = v;
+    l->cap = cap;
   }
-  return store_kv_iter_open(b->s, cf, &b->p, lo, lolen, hi, hilen, layers, n, out, err);
+  l->v[l->n++] = (found){rest, off, len, order, deleted};
+  return true;
+}
+
+static int found_cmp(const void *a, const void *b) {
+  const found *x = a, *y = b;
+  int c = cmp_bytes(x->rest, x->len, y->rest, y->len);
+  return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* Adds the store's keys under prefix to l, their rests copied into *buf. */
+static ferry_status scan_store(ferry_wbatch *b, rdb_iter *it, const void *prefix, size_t plen,
+                               found_list *l, char **buf, ferry_error *err) {
+  size_t n = 0, used = 0, cap = 0, start = l->n;
+  char *k = store_key_join(&b->p, prefix, plen, &n);
+  if (!k) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  ferry_status st = FERRY_OK;
+  for (rocksdb_iter_seek(it->it, k, n); rocksdb_iter_valid(it->it); rocksdb_iter_next(it->it)) {
+    size_t klen;
+    const char *key = rocksdb_iter_key(it->it, &klen);
+    if (klen < n || memcmp(key, k, n) != 0) break;
+    size_t len = klen - n;
+    if (used + len > cap) {
+      size_t c = cap ? cap * 2 : 256;
+      while (c < used + len) c *= 2;
+      char *nb = realloc(*buf, c);
+      if (!nb) {
+        st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+        break;
+      }
+      *buf = nb;
+      cap = c;
+    }
+    memcpy(*buf + used, key + n, len);
+    if (!found_add(l, NULL, used, len, 0, false)) {
+      st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+      break;
+    }
+    used += len;
+  }
+  if (!st) st = rdb_iter_status(it, err, "cannot scan the index");
+  for (size_t i = start; i < l->n; i++) l->v[i].rest = *buf + l->v[i].off;
+  free(k);
+  return st;
+}
+
+ferry_status ferry_wbatch_scan(ferry_wbatch *b, const void *prefix, size_t plen,
+                               ferry_status (*fn)(void *arg, const char *rest, size_t len),
+                               void *arg, ferry_error *err) {
+  if (!b || (!prefix && plen) || !fn)
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_scan: invalid arguments");
+  if (b->indexed && (!b->scan_prefix || b->scan_prefix(prefix, plen) != plen))
+    return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_scan: not a scan prefix of this batch");
+  found_list l = {0};
+  char *copies = NULL;
+  rdb_iter it;
+  /* A new iterator per scan: one kept for the batch's life sees the store as of its making,
+   * and steps one by one over every key written since in the range it seeks into (the
+   * batch under it lands tens of thousands): a fold took five times as long. */
+  ferry_status st = rdb_iter_open(&it, b->s, FERRY_CF_INDEX, b->p.b, b->p.len, b->p.upper, b->p.len, err);
+  if (!st) {
+    st = scan_store(b, &it, prefix, plen, &l, &copies, err);
+    rdb_iter_close(&it);
+  }
+  /* the batches' writes, oldest first: under's, then b's */
+  const ferry_wbatch *layers[2];
+  size_t nl = 0, order = 1;
+  if (b->indexed && b->under) layers[nl++] = b->under;
+  if (b->indexed) layers[nl++] = b;
+  for (size_t i = 0; i < nl && !st; i++) {
+    const strmap_entry *e = strmap_get(&layers[i]->groups, prefix, plen);
+    const scan_group *g = e ? e->val : NULL;
+    for (size_t k = 0; g && k < g->n && !st; k++)
+      if (!found_add(&l, g->v[k].rest, 0, g->v[k].len, order++, g->v[k].deleted))
+        st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  }
+  if (!st && nl && l.n > 1) qsort(l.v, l.n, sizeof *l.v, found_cmp);
+  /* the last write of each key decides; fn may write to b (rests are stable copies) */
+  for (size_t i = 0; i < l.n && !st; i++) {
+    if (i + 1 < l.n && cmp_bytes(l.v[i].rest, l.v[i].len, l.v[i + 1].rest, l.v[i + 1].len) == 0)
+      continue;
+    if (!l.v[i].deleted) st = fn(arg, l.v[i].rest, l.v[i].len);
+  }
+  free(l.v);
+  free(copies);
+  return st;
 }

@@ -46,13 +46,6 @@ ferry_status rdb_iter_open(rdb_iter *it, ferry_store *s, ferry_cf cf, const void
 ferry_status rdb_iter_status(rdb_iter *it, ferry_error *err, const char *what);
 void rdb_iter_close(rdb_iter *it);
 
-/* A kv iterator over [lo, hi) of customer p (relative keys; NULL: its whole
- * range), merged with the writes of nlayers indexed batches (oldest first). */
-ferry_status store_kv_iter_open(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *lo,
-                                size_t lolen, const void *hi, size_t hilen,
-                                rocksdb_writebatch_wi_t *const *layers, size_t nlayers,
-                                ferry_kv_iter **out, ferry_error *err);
-
 /* Concatenates prefix and rel into a malloc'd key; NULL when out of memory. */
 char *store_key_join(const key_prefix *p, const void *rel, size_t rel_len, size_t *len);
 

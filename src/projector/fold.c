@@ -105,6 +105,10 @@ static void index_key(ferry_key *k, const char *table, const char *column, const
   ferry_key_enc32(k, val, vlen);
 }
 
+static ferry_status prefix_scan(ferry_projector *p, ferry_wbatch *b, const ferry_key *prefix,
+                                ferry_status (*fn)(void *, const char *, size_t), void *arg,
+                                ferry_error *err);
+
 /* Calls fn(arg, rowkey) for every row of table whose column renders as value. */
 static ferry_status index_scan(ferry_projector *p, ferry_wbatch *b, const char *table,
                                const char *column, const char *value, size_t vlen,
@@ -112,29 +116,19 @@ static ferry_status index_scan(ferry_projector *p, ferry_wbatch *b, const char *
                                ferry_error *err) {
   ferry_key lo;
   index_key(&lo, table, column, value, vlen);
-  if (lo.overflow) return FERRY_OK;
-  ferry_key hi = lo;
-  /* every key with the prefix lo sorts below lo + 0xff.. ; the prefix is
-   * length-delimited, so incrementing its last byte bounds it exactly */
-  size_t i = hi.len;
-  while (i > 0 && hi.b[i - 1] == 0xff) i--;
-  if (i == 0) return FERRY_OK;
-  hi.b[i - 1]++;
-  hi.len = i;
-  ferry_kv_iter *it = NULL;
-  ferry_status st = b ? ferry_wbatch_iter_open(b, FERRY_CF_INDEX, lo.b, lo.len, hi.b, hi.len, &it, err)
-                      : ferry_kv_iter_open(p->store, FERRY_CF_INDEX, p->customer, lo.b, lo.len,
-                                           hi.b, hi.len, &it, err);
-  if (st) return st;
-  const char *key, *val;
-  size_t klen, vl;
-  int r;
-  while ((r = ferry_kv_iter_next(it, &key, &klen, &val, &vl)) == 1) {
-    if ((st = fn(arg, key + lo.len, klen - lo.len))) break;
-  }
-  if (r < 0 && !st) st = ferry_kv_iter_error(it, err);
-  ferry_kv_iter_close(it);
-  return st;
+  return prefix_scan(p, b, &lo, fn, arg, err);
+}
+
+/* The prefix a key of the index family is scanned by (ferry_scan_prefix_fn):
+ * 'I' table column value | rowkey, 'C' entity ekey | rootkey, 'B' target
+ * tkey | referrer. 'R' and 'b' keys are only read by key. */
+static size_t scan_prefix(const void *key, size_t klen) {
+  const char *k = key, *s;
+  size_t pos = 1, n;
+  if (klen < 1 || (k[0] != 'I' && k[0] != 'C' && k[0] != 'B')) return 0;
+  if (k[0] == 'I' && ferry_key_read16(k, klen, &pos, &s, &n)) return 0; /* the table */
+  if (ferry_key_read16(k, klen, &pos, &s, &n) || ferry_key_read32(k, klen, &pos, &s, &n)) return 0;
+  return pos;
 }
 
 /* ------------------------------------------------------------ row source --- */
@@ -402,27 +396,30 @@ static void claims_free(claims *c) {
 static ferry_status prefix_scan(ferry_projector *p, ferry_wbatch *b, const ferry_key *prefix,
                                 ferry_status (*fn)(void *, const char *, size_t), void *arg,
                                 ferry_error *err) {
-  ferry_key hi = *prefix;
-  size_t i = hi.len;
-  while (i > 0 && hi.b[i - 1] == 0xff) i--;
-  if (i == 0 || prefix->overflow) return FERRY_OK;
-  hi.b[i - 1]++;
-  hi.len = i;
-  ferry_kv_iter *it = NULL;
-  ferry_status st = b ? ferry_wbatch_iter_open(b, FERRY_CF_INDEX, prefix->b, prefix->len, hi.b, hi.len, &it, err)
-                      : ferry_kv_iter_open(p->store, FERRY_CF_INDEX, p->customer, prefix->b,
-                                           prefix->len, hi.b, hi.len, &it, err);
-  if (st) return st;
-  const char *key, *val;
-  size_t klen, vlen;
-  int r;
-  while ((r = ferry_kv_iter_next(it, &key, &klen, &val, &vlen)) == 1)
-    if ((st = fn(arg, key + prefix->len, klen - prefix->len))) {
-      if (st == FERRY_ENOMEM) ferry_error_set(err, st, "out of memory");
-      break;
-    }
-  if (r < 0 && !st) st = ferry_kv_iter_error(it, err);
-  ferry_kv_iter_close(it);
+  if (prefix->overflow) return FERRY_OK;
+  ferry_status st = FERRY_OK;
+  if (b) {
+    st = ferry_wbatch_scan(b, prefix->b, prefix->len, fn, arg, err);
+  } else {
+    ferry_key hi = *prefix; /* the prefix is length-delimited: +1 on its last byte bounds it */
+    size_t i = hi.len;
+    while (i > 0 && hi.b[i - 1] == 0xff) i--;
+    if (i == 0) return FERRY_OK;
+    hi.b[i - 1]++;
+    hi.len = i;
+    ferry_kv_iter *it = NULL;
+    if ((st = ferry_kv_iter_open(p->store, FERRY_CF_INDEX, p->customer, prefix->b, prefix->len,
+                                 hi.b, hi.len, &it, err)))
+      return st;
+    const char *key, *val;
+    size_t klen, vlen;
+    int r;
+    while ((r = ferry_kv_iter_next(it, &key, &klen, &val, &vlen)) == 1)
+      if ((st = fn(arg, key + prefix->len, klen - prefix->len))) break;
+    if (r < 0 && !st) st = ferry_kv_iter_error(it, err);
+    ferry_kv_iter_close(it);
+  }
+  if (st == FERRY_ENOMEM) ferry_error_set(err, st, "out of memory");
   return st;
 }
 
@@ -817,7 +814,7 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *un
   strmap_init(&c.touched);
   ferry_status st = FERRY_OK;
   *out = NULL;
-  if (!(c.b = ferry_wbatch_create_indexed(p->store, p->customer)))
+  if (!(c.b = ferry_wbatch_create_indexed(p->store, p->customer, scan_prefix)))
     return ferry_error_set(err, FERRY_ENOMEM, "out of memory starting a fold batch");
   ferry_wbatch_read_through(c.b, under);
   if ((st = ferry_log_iter_open(p->store, p->customer, p->folded_seq + 1, &it, err))) goto done;

@@ -858,6 +858,37 @@ static void test_wbatch_guards_log(void **state) {
   batch_free(bt);
 }
 
+/* Test keys "pN/rest" are scanned by "pN/"; any other key only by key. */
+static size_t slash_prefix(const void *key, size_t klen) {
+  const char *k = key;
+  return klen >= 3 && k[0] == 'p' && k[2] == '/' ? 3 : 0;
+}
+
+typedef struct seen {
+  char keys[16][8];
+  int n;
+  ferry_wbatch *write_to; /* writes a key per visit, as a fold's callbacks may */
+} seen;
+
+static ferry_status see(void *arg, const char *rest, size_t len) {
+  seen *sn = arg;
+  if (sn->n < 16) snprintf(sn->keys[sn->n++], 8, "%.*s", (int)len, rest);
+  if (sn->write_to) ferry_wbatch_put(sn->write_to, FERRY_CF_INDEX, "p9/w", 4, "", 0);
+  return FERRY_OK;
+}
+
+static void scan_expect(ferry_wbatch *b, const char *prefix, const char *want) {
+  seen sn = {.n = 0};
+  ferry_error err;
+  assert_int_equal(ferry_wbatch_scan(b, prefix, strlen(prefix), see, &sn, &err), FERRY_OK);
+  char got[128] = "";
+  for (int i = 0; i < sn.n; i++) {
+    strcat(got, sn.keys[i]);
+    strcat(got, " ");
+  }
+  assert_string_equal(got, want);
+}
+
 static void test_indexed_batch(void **state) {
   fixture *f = *state;
   ferry_store *s = open_store(f->dir, FERRY_STORE_WRITE);
@@ -865,49 +896,83 @@ static void test_indexed_batch(void **state) {
   char *val = NULL;
   size_t vlen;
   ferry_wbatch *b = ferry_wbatch_create(s, "acme");
-  ferry_wbatch_put(b, FERRY_CF_INDEX, "a", 1, "old-a", 5);
-  ferry_wbatch_put(b, FERRY_CF_INDEX, "c", 1, "old-c", 5);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p1/a", 4, "old-a", 5);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p1/c", 4, "old-c", 5);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p2/x", 4, "", 0);
+  assert_int_equal(ferry_wbatch_commit(b, false, &err), FERRY_OK);
+  ferry_wbatch_destroy(b);
+  /* another customer's keys never show */
+  b = ferry_wbatch_create(s, "acmf");
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p1/z", 4, "", 0);
   assert_int_equal(ferry_wbatch_commit(b, false, &err), FERRY_OK);
   ferry_wbatch_destroy(b);
 
-  b = ferry_wbatch_create_indexed(s, "acme");
+  b = ferry_wbatch_create_indexed(s, "acme", slash_prefix);
   assert_non_null(b);
-  ferry_wbatch_put(b, FERRY_CF_INDEX, "b", 1, "new-b", 5);
-  ferry_wbatch_put(b, FERRY_CF_INDEX, "a", 1, "new-a", 5);
-  ferry_wbatch_delete(b, FERRY_CF_INDEX, "c", 1);
-  ferry_wbatch_put(b, FERRY_CF_INDEX, "d", 1, "new-d", 5); /* past hi below */
-  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "a", 1, &val, &vlen, &err), FERRY_OK);
+  scan_expect(b, "p1/", "a c "); /* the store only, so far */
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p1/b", 4, "new-b", 5);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p1/a", 4, "new-a", 5);
+  ferry_wbatch_delete(b, FERRY_CF_INDEX, "p1/c", 4);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p2/y", 4, "", 0);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "q", 1, "by-key", 6);
+  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "p1/a", 4, &val, &vlen, &err), FERRY_OK);
   assert_string_equal(val, "new-a");
   free(val);
-  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "c", 1, &val, &vlen, &err), FERRY_ENOTFOUND);
-  /* The store does not see them yet. */
-  assert_int_equal(ferry_kv_get(s, FERRY_CF_INDEX, "acme", "b", 1, &val, &vlen, &err),
+  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "p1/c", 4, &val, &vlen, &err), FERRY_ENOTFOUND);
+  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "q", 1, &val, &vlen, &err), FERRY_OK);
+  free(val);
+  /* The store does not see them yet; scans through the batch do, in key order. */
+  assert_int_equal(ferry_kv_get(s, FERRY_CF_INDEX, "acme", "p1/b", 4, &val, &vlen, &err),
                    FERRY_ENOTFOUND);
-  ferry_kv_iter *it = NULL;
-  const char *k, *v;
-  size_t kl, vl;
-  assert_int_equal(ferry_wbatch_iter_open(b, FERRY_CF_INDEX, NULL, 0, "d", 1, &it, &err), FERRY_OK);
-  const char *want[][2] = {{"a", "new-a"}, {"b", "new-b"}};
-  for (int i = 0; i < 2; i++) {
-    assert_int_equal(ferry_kv_iter_next(it, &k, &kl, &v, &vl), 1);
-    assert_memory_equal(k, want[i][0], 1);
-    assert_memory_equal(v, want[i][1], 5);
-  }
-  assert_int_equal(ferry_kv_iter_next(it, &k, &kl, &v, &vl), 0);
-  ferry_kv_iter_close(it);
-  assert_int_equal(ferry_wbatch_commit(b, true, &err), FERRY_OK);
+  scan_expect(b, "p1/", "a b ");
+  scan_expect(b, "p2/", "x y ");
+  scan_expect(b, "p3/", "");
+  /* a key deleted then written again is there; written then deleted is not */
+  ferry_wbatch_delete(b, FERRY_CF_INDEX, "p2/x", 4);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p2/x", 4, "", 0);
+  ferry_wbatch_put(b, FERRY_CF_INDEX, "p2/w", 4, "", 0);
+  ferry_wbatch_delete(b, FERRY_CF_INDEX, "p2/w", 4);
+  scan_expect(b, "p2/", "x y ");
+  /* only whole scan prefixes */
+  seen sn = {.n = 0};
+  assert_int_equal(ferry_wbatch_scan(b, "p1", 2, see, &sn, &err), FERRY_EINVAL);
+  /* a scan's callback may write to the batch */
+  sn.write_to = b;
+  assert_int_equal(ferry_wbatch_scan(b, "p1/", 3, see, &sn, &err), FERRY_OK);
+  assert_int_equal(sn.n, 2);
+  scan_expect(b, "p9/", "w ");
+
+  /* A batch reading through b (b being committed): its writes, then b's, then the store. */
+  ferry_wbatch *b2 = ferry_wbatch_create_indexed(s, "acme", slash_prefix);
+  ferry_wbatch_read_through(b2, b);
+  ferry_wbatch_delete(b2, FERRY_CF_INDEX, "p1/a", 4);
+  ferry_wbatch_put(b2, FERRY_CF_INDEX, "p1/0", 4, "", 0);
+  ferry_wbatch_put(b2, FERRY_CF_INDEX, "p1/c", 4, "", 0);
+  scan_expect(b2, "p1/", "0 b c ");
+  assert_int_equal(ferry_wbatch_commit_start(b, &err), FERRY_OK);
+  assert_int_equal(ferry_wbatch_commit_wait(b, &err), FERRY_OK);
+  scan_expect(b2, "p1/", "0 b c "); /* the same once b is in the store */
+  ferry_wbatch_read_through(b2, NULL);
   ferry_wbatch_destroy(b);
-  assert_int_equal(count_keys(s, FERRY_CF_INDEX, "acme", NULL), 3); /* a b d */
+  scan_expect(b2, "p1/", "0 b c ");
+  assert_int_equal(ferry_wbatch_commit(b2, true, &err), FERRY_OK);
+  ferry_wbatch_destroy(b2);
+  /* a plain batch scans the store as it is */
+  b = ferry_wbatch_create(s, "acme");
+  scan_expect(b, "p1/", "0 b c ");
+  scan_expect(b, "p2/", "x y ");
+  ferry_wbatch_destroy(b);
+  assert_int_equal(count_keys(s, FERRY_CF_INDEX, "acme", NULL), 7); /* p1 0 b c, p2 x y, p9 w, q */
 
   /* Range deletes need a plain batch. */
-  b = ferry_wbatch_create_indexed(s, "acme");
+  b = ferry_wbatch_create_indexed(s, "acme", slash_prefix);
   ferry_wbatch_delete_range(b, FERRY_CF_INDEX, NULL, 0, NULL, 0);
   assert_int_equal(ferry_wbatch_commit(b, true, &err), FERRY_EINVAL);
   ferry_wbatch_destroy(b);
   /* A plain batch reads the store. */
   b = ferry_wbatch_create(s, "acme");
-  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "d", 1, &val, &vlen, &err), FERRY_OK);
-  assert_string_equal(val, "new-d");
+  assert_int_equal(ferry_wbatch_get(b, FERRY_CF_INDEX, "q", 1, &val, &vlen, &err), FERRY_OK);
+  assert_string_equal(val, "by-key");
   free(val);
   ferry_wbatch_destroy(b);
   ferry_store_close(s);
