@@ -1,7 +1,9 @@
 /*
  * A string-keyed hash map that owns copies of its keys (XXH3, open
  * addressing, linear probing). Values are the caller's. Iteration is in
- * insertion order, which keeps derived output deterministic.
+ * insertion order, which keeps derived output deterministic. Keys live in
+ * blocks the map frees together (a fold's batch maps hold a key per write:
+ * a malloc and a free each cost more than the map itself).
  */
 #ifndef FERRY_COMMON_STRMAP_H
 #define FERRY_COMMON_STRMAP_H
@@ -9,10 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
+
 typedef struct strmap_entry {
-  char *key;   /* owned, NUL-terminated (may also hold NULs: len says) */
+  char *key;   /* owned by the map, NUL-terminated (may also hold NULs: len says) */
   size_t len;
   void *val;
+  uint64_t hash;
 } strmap_entry;
 
 typedef struct strmap {
@@ -20,6 +25,7 @@ typedef struct strmap {
   size_t count, cap;
   uint32_t *slots;       /* index+1 into entries; 0 empty */
   size_t nslots;
+  arena keys;
 } strmap;
 
 void strmap_init(strmap *m);

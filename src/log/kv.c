@@ -113,6 +113,7 @@ struct ferry_wbatch {
   rocksdb_writebatch_t *wb;       /* every write: what commit writes */
   bool indexed;
   strmap point;                   /* indexed: family byte + key -> ov_val* into wb */
+  arena mem;                       /* indexed: point's ov_vals, the scan writes' rests */
   ferry_scan_prefix_fn scan_prefix; /* indexed: the prefix an index key is scanned by */
   strmap groups;                  /* indexed: scan prefix -> scan_group* */
   ferry_wbatch *under;            /* being committed: read after this batch */
@@ -188,7 +189,7 @@ static void remember(ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
   strmap_entry *e = strmap_upsert(&b->point, k, klen + 1, NULL);
   if (k != kb) free(k);
   if (!e) goto oom;
-  ov_val *v = e->val ? e->val : malloc(sizeof *v);
+  ov_val *v = e->val ? e->val : arena_alloc(&b->mem, sizeof *v, _Alignof(ov_val));
   if (!v) goto oom;
   size_t size = 0;
   rocksdb_writebatch_data(b->wb, &size);
@@ -217,7 +218,7 @@ static void file_scan(ferry_wbatch *b, const void *key, size_t klen, bool delete
     g->cap = cap;
   }
   scan_write *w = &g->v[g->n];
-  if (!(w->rest = malloc(klen - plen + 1))) goto oom;
+  if (!(w->rest = arena_alloc(&b->mem, klen - plen + 1, 1))) goto oom;
   memcpy(w->rest, (const char *)key + plen, klen - plen);
   w->len = klen - plen;
   w->deleted = deleted;
@@ -230,8 +231,7 @@ oom:
 static void group_free(void *v) {
   scan_group *g = v;
   if (!g) return;
-  for (size_t i = 0; i < g->n; i++) free(g->v[i].rest);
-  free(g->v);
+  free(g->v); /* the rests are in the batch's arena */
   free(g);
 }
 
@@ -427,7 +427,8 @@ void ferry_wbatch_destroy(ferry_wbatch *b) {
   if (!b) return;
   ferry_wbatch_commit_wait(b, NULL);
   if (b->wb) rocksdb_writebatch_destroy(b->wb);
-  strmap_free(&b->point, free);
+  strmap_free(&b->point, NULL);
+  arena_free(&b->mem);
   strmap_free(&b->groups, group_free);
   free(b);
 }
