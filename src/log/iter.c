@@ -53,14 +53,38 @@ void rdb_iter_close(rdb_iter *it) {
   memset(it, 0, sizeof *it);
 }
 
-/* ---------------------------------------------------------------- log --- */
-
-struct ferry_log_iter {
+/* A forward scan of one customer's keys: the log's and the kv iterators. */
+typedef struct cursor {
   rdb_iter r;
   size_t prefix_len;
   bool started;
   bool ended; /* RocksDB must not be stepped past the end */
   ferry_error err;
+} cursor;
+
+/* Steps to the next key: 1 with its key (whole) in *k, 0 at the end, -1 on error. */
+static int cursor_step(cursor *c, const char *what, const char **k, size_t *klen) {
+  if (c->err.code) return -1;
+  if (c->ended) return 0;
+  if (c->started) rocksdb_iter_next(c->r.it);
+  c->started = true;
+  if (!rocksdb_iter_valid(c->r.it)) {
+    c->ended = true;
+    return rdb_iter_status(&c->r, &c->err, what) ? -1 : 0;
+  }
+  *k = rocksdb_iter_key(c->r.it, klen);
+  return 1;
+}
+
+static ferry_status cursor_error(const cursor *c, ferry_error *err) {
+  if (err) *err = c->err;
+  return c->err.code;
+}
+
+/* ---------------------------------------------------------------- log --- */
+
+struct ferry_log_iter {
+  cursor c;
 };
 
 ferry_status ferry_log_iter_open(ferry_store *s, const char *customer, uint64_t from_seq,
@@ -88,8 +112,8 @@ ferry_status ferry_log_iter_open(ferry_store *s, const char *customer, uint64_t 
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
-  it->prefix_len = p.len;
-  if ((st = rdb_iter_open(&it->r, s, FERRY_CF_EVENTS, lo, p.len + 8, hi, p.len + 8, err)))
+  it->c.prefix_len = p.len;
+  if ((st = rdb_iter_open(&it->c.r, s, FERRY_CF_EVENTS, lo, p.len + 8, hi, p.len + 8, err)))
     goto done;
   *out = it;
   it = NULL;
@@ -99,45 +123,33 @@ done:
 }
 
 int ferry_log_iter_next(ferry_log_iter *it, uint64_t *seq, const uint8_t **event, size_t *len) {
-  if (it->err.code) return -1;
-  if (it->ended) return 0;
-  if (it->started) rocksdb_iter_next(it->r.it);
-  it->started = true;
-  if (!rocksdb_iter_valid(it->r.it)) {
-    it->ended = true;
-    return rdb_iter_status(&it->r, &it->err, "cannot read the log") ? -1 : 0;
-  }
+  const char *k;
   size_t klen;
-  const char *k = rocksdb_iter_key(it->r.it, &klen);
-  if (klen != it->prefix_len + 8) {
-    ferry_error_set(&it->err, FERRY_ECORRUPT, "event key of %zu bytes in the log", klen);
+  int r = cursor_step(&it->c, "cannot read the log", &k, &klen);
+  if (r != 1) return r;
+  if (klen != it->c.prefix_len + 8) {
+    ferry_error_set(&it->c.err, FERRY_ECORRUPT, "event key of %zu bytes in the log", klen);
     return -1;
   }
-  *seq = ferry_be64_get((const uint8_t *)k + it->prefix_len);
-  *event = (const uint8_t *)rocksdb_iter_value(it->r.it, len);
+  *seq = ferry_be64_get((const uint8_t *)k + it->c.prefix_len);
+  *event = (const uint8_t *)rocksdb_iter_value(it->c.r.it, len);
   return 1;
 }
 
 ferry_status ferry_log_iter_error(ferry_log_iter *it, ferry_error *err) {
-  if (!it) return FERRY_OK;
-  if (err) *err = it->err;
-  return it->err.code;
+  return it ? cursor_error(&it->c, err) : FERRY_OK;
 }
 
 void ferry_log_iter_close(ferry_log_iter *it) {
   if (!it) return;
-  rdb_iter_close(&it->r);
+  rdb_iter_close(&it->c.r);
   free(it);
 }
 
 /* ----------------------------------------------------------------- kv --- */
 
 struct ferry_kv_iter {
-  rdb_iter r;
-  size_t prefix_len;
-  bool started;
-  bool ended; /* RocksDB must not be stepped past the end */
-  ferry_error err;
+  cursor c;
 };
 
 ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *customer, const void *lo,
@@ -166,8 +178,8 @@ ferry_status ferry_kv_iter_open(ferry_store *s, ferry_cf cf, const char *custome
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
     goto done;
   }
-  it->prefix_len = p.len;
-  if ((st = rdb_iter_open(&it->r, s, cf, alo, alolen, ahi, ahilen, err))) goto done;
+  it->c.prefix_len = p.len;
+  if ((st = rdb_iter_open(&it->c.r, s, cf, alo, alolen, ahi, ahilen, err))) goto done;
   *out = it;
   it = NULL;
 done:
@@ -179,30 +191,22 @@ done:
 
 int ferry_kv_iter_next(ferry_kv_iter *it, const char **key, size_t *klen, const char **val,
                        size_t *vlen) {
-  if (it->err.code) return -1;
-  if (it->ended) return 0;
-  if (it->started) rocksdb_iter_next(it->r.it);
-  it->started = true;
-  if (!rocksdb_iter_valid(it->r.it)) {
-    it->ended = true;
-    return rdb_iter_status(&it->r, &it->err, "cannot scan") ? -1 : 0;
-  }
+  const char *k;
   size_t n;
-  const char *k = rocksdb_iter_key(it->r.it, &n);
-  *key = k + it->prefix_len; /* the bounds guarantee the prefix */
-  *klen = n - it->prefix_len;
-  *val = rocksdb_iter_value(it->r.it, vlen);
+  int r = cursor_step(&it->c, "cannot scan", &k, &n);
+  if (r != 1) return r;
+  *key = k + it->c.prefix_len; /* the bounds guarantee the prefix */
+  *klen = n - it->c.prefix_len;
+  *val = rocksdb_iter_value(it->c.r.it, vlen);
   return 1;
 }
 
 ferry_status ferry_kv_iter_error(ferry_kv_iter *it, ferry_error *err) {
-  if (!it) return FERRY_OK;
-  if (err) *err = it->err;
-  return it->err.code;
+  return it ? cursor_error(&it->c, err) : FERRY_OK;
 }
 
 void ferry_kv_iter_close(ferry_kv_iter *it) {
   if (!it) return;
-  rdb_iter_close(&it->r);
+  rdb_iter_close(&it->c.r);
   free(it);
 }
