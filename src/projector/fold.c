@@ -57,6 +57,12 @@ typedef struct fold_ctx {
   ferry_wbatch *b;
   strmap touched; /* be16(entity) rootkey -> seqlist* */
   ferry_error *err;
+  /* The last root row derived from (the mirror does not change while the
+   * touched roots are derived; the entity types split off one row are
+   * touched one after another, so the next derive usually wants it again). */
+  const char *row_table;
+  char *row_key;
+  json_t *row;
 } fold_ctx;
 
 static void seqlist_free(void *v) {
@@ -722,10 +728,20 @@ done:
 static ferry_status derive_payload(fold_ctx *c, size_t e, const char *rootkey, int *passes,
                                    char **ekey, json_t **payload) {
   json_t *row = NULL;
+  const char *table = ferry_mapping_entity_source(c->p->map, e);
+  ferry_status st = FERRY_OK;
   *passes = 0;
-  ferry_status st = proj_mirror_row(c->p, c->b, ferry_mapping_entity_source(c->p->map, e), rootkey,
-                                    &row, NULL, c->err);
-  if (st || !row) return st;
+  if (c->row_key && strcmp(c->row_table, table) == 0 && strcmp(c->row_key, rootkey) == 0) {
+    row = json_incref(c->row);
+  } else {
+    if ((st = proj_mirror_row(c->p, c->b, table, rootkey, &row, NULL, c->err))) return st;
+    free(c->row_key);
+    json_decref(c->row);
+    c->row_table = table;
+    c->row_key = strdup(rootkey); /* NULL when out of memory: just no cache */
+    c->row = json_incref(row);
+  }
+  if (!row) return FERRY_OK;
   proj_src sc = {c->p, c->b};
   ferry_row_source src;
   proj_row_source(&sc, &src);
@@ -809,7 +825,7 @@ done:
  * checkpoint in it; *out is NULL when there was nothing to fold. */
 static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *under,
                                ferry_wbatch **out, ferry_error *err) {
-  fold_ctx c = {p, NULL, {0}, err};
+  fold_ctx c = {p, NULL, {0}, err, NULL, NULL, NULL};
   ferry_log_iter *it = NULL;
   strmap_init(&c.touched);
   ferry_status st = FERRY_OK;
@@ -854,6 +870,8 @@ done:
   ferry_log_iter_close(it);
   ferry_wbatch_destroy(c.b);
   strmap_free(&c.touched, seqlist_free);
+  free(c.row_key);
+  json_decref(c.row);
   return st;
 }
 
