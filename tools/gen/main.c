@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/optable.h"
 #include "customer.h"
 #include "waves.h"
 
@@ -31,33 +32,25 @@ typedef struct options {
   bool quiet, help;
 } options;
 
-typedef enum { ARG_COUNT, ARG_SCALE, ARG_FLAG } arg_kind;
-
-typedef struct opt_def {
-  const char *name;
-  arg_kind kind;
-  size_t offset;
-  const char *metavar, *help;
-} opt_def;
-
 #define AT(field) offsetof(options, field)
 
 static const opt_def OPTIONS[] = {
-    {"seed", ARG_COUNT, AT(seed), "N", "seed of everything generated (default 1)"},
-    {"scale", ARG_SCALE, AT(scale), "F", "multiply every default size by F (default 1)"},
-    {"contacts", ARG_COUNT, AT(contacts), "N", "Contacts rows (default 20000)"},
-    {"phones", ARG_COUNT, AT(phones), "N", "ContactPhones rows (default 40000)"},
-    {"properties", ARG_COUNT, AT(properties), "N", "Properties rows (default 8000)"},
-    {"tenancies", ARG_COUNT, AT(tenancies), "N", "Tenancies rows (default 6000)"},
-    {"suburbs", ARG_COUNT, AT(suburbs), "N", "Suburbs rows (default 500)"},
-    {"changes", ARG_COUNT, AT(changes), "N",
+    {"seed", OPT_COUNT, AT(seed), "N", "seed of everything generated (default 1)"},
+    {"scale", OPT_SCALE, AT(scale), "F", "multiply every default size by F (default 1)"},
+    {"contacts", OPT_COUNT, AT(contacts), "N", "Contacts rows (default 20000)"},
+    {"phones", OPT_COUNT, AT(phones), "N", "ContactPhones rows (default 40000)"},
+    {"properties", OPT_COUNT, AT(properties), "N", "Properties rows (default 8000)"},
+    {"tenancies", OPT_COUNT, AT(tenancies), "N", "Tenancies rows (default 6000)"},
+    {"suburbs", OPT_COUNT, AT(suburbs), "N", "Suburbs rows (default 500)"},
+    {"changes", OPT_COUNT, AT(changes), "N",
      "changes per wave, besides duplicates and late ones (default contacts/20, at least 50)"},
-    {"wave", ARG_COUNT, AT(wave), "K", "changes: the wave to write (1, 2, ...)"},
-    {"quiet", ARG_FLAG, AT(quiet), NULL, "no summary on stderr"},
-    {"help", ARG_FLAG, AT(help), NULL, "print this help"},
+    {"wave", OPT_COUNT, AT(wave), "K", "changes: the wave to write (1, 2, ...)"},
+    {"quiet", OPT_FLAG, AT(quiet), NULL, "no summary on stderr"},
+    {"help", OPT_FLAG, AT(help), NULL, "print this help"},
 };
-#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
-#define MAX_COUNT 100000000UL /* rows of one table; far beyond what fits in memory anyway */
+/* counts are rows of one table: this is far beyond what fits in memory anyway */
+static const opt_table TABLE = {"ferry-gen", OPTIONS, sizeof OPTIONS / sizeof OPTIONS[0],
+                                100000000UL};
 
 static void usage(FILE *out) {
   fprintf(out, "usage: ferry-gen initial [options] > initial.ndjson\n"
@@ -65,37 +58,16 @@ static void usage(FILE *out) {
                "Writes a seeded legacy property-management customer as NDJSON changes: the\n"
                "initial rows, or wave K of changes on top of them. Give every invocation for one\n"
                "customer the same sizes, --seed and --changes.\n\n");
-  for (size_t i = 0; i < N_OPTIONS; i++) {
-    char left[48];
-    snprintf(left, sizeof left, "--%s%s%s", OPTIONS[i].name, OPTIONS[i].metavar ? " " : "",
-             OPTIONS[i].metavar ? OPTIONS[i].metavar : "");
-    fprintf(out, "  %-18s %s\n", left, OPTIONS[i].help);
-  }
+  opt_usage(&TABLE, out, 18);
 }
 
-static int set_value(options *o, const opt_def *d, const char *value) {
-  char *end = NULL;
-  void *field = (char *)o + d->offset;
-  errno = 0;
-  if (d->kind == ARG_FLAG) {
-    *(bool *)field = true;
-  } else if (d->kind == ARG_SCALE) {
-    double f = strtod(value, &end);
-    if (errno || end == value || *end || !isfinite(f) || f <= 0 || f > 100) {
-      fprintf(stderr, "ferry-gen: --%s wants a number above 0 and at most 100, not '%s'\n", d->name,
-              value);
-      return 2;
-    }
-    *(double *)field = f;
-  } else {
-    unsigned long long n = strtoull(value, &end, 10);
-    if (errno || end == value || *end || value[0] == '-' || n > MAX_COUNT) {
-      fprintf(stderr, "ferry-gen: --%s wants a whole number up to %lu, not '%s'\n", d->name,
-              MAX_COUNT, value);
-      return 2;
-    }
-    *(unsigned long *)field = (unsigned long)n;
+static int command(void *cfg, const char *arg) {
+  options *o = cfg;
+  if (o->command) {
+    fprintf(stderr, "ferry-gen: unexpected argument '%s'\n", arg);
+    return 2;
   }
+  o->command = arg;
   return 0;
 }
 
@@ -105,40 +77,7 @@ static int parse(options *o, int argc, char **argv) {
   o->scale = 1;
   o->seed = 1;
   o->changes = o->contacts = o->phones = o->properties = o->tenancies = o->suburbs = DEFAULT;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    if (strncmp(arg, "--", 2) != 0) {
-      if (o->command) {
-        fprintf(stderr, "ferry-gen: unexpected argument '%s'\n", arg);
-        return 2;
-      }
-      o->command = arg;
-      continue;
-    }
-    const char *name = arg + 2, *eq = strchr(name, '=');
-    size_t len = eq ? (size_t)(eq - name) : strlen(name);
-    const opt_def *d = NULL;
-    for (size_t k = 0; k < N_OPTIONS; k++)
-      if (strlen(OPTIONS[k].name) == len && memcmp(OPTIONS[k].name, name, len) == 0)
-        d = &OPTIONS[k];
-    if (!d) {
-      fprintf(stderr, "ferry-gen: unknown option '%s' (see --help)\n", arg);
-      return 2;
-    }
-    const char *value = eq ? eq + 1 : NULL;
-    if (d->kind == ARG_FLAG && value) {
-      fprintf(stderr, "ferry-gen: --%s takes no value\n", d->name);
-      return 2;
-    }
-    if (d->kind != ARG_FLAG && !value) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "ferry-gen: --%s needs a value (%s)\n", d->name, d->metavar);
-        return 2;
-      }
-      value = argv[++i];
-    }
-    if (set_value(o, d, value)) return 2;
-  }
+  if (opt_parse(&TABLE, o, argc, argv, command)) return 2;
   if (o->help) return 0;
   if (!o->command || (strcmp(o->command, "initial") && strcmp(o->command, "changes"))) {
     fprintf(stderr, "ferry-gen: say 'initial' or 'changes --wave K' (see --help)\n");
