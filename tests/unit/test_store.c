@@ -865,14 +865,14 @@ static size_t slash_prefix(const void *key, size_t klen) {
 }
 
 typedef struct seen {
-  char keys[16][8];
+  char keys[32][8];
   int n;
   ferry_wbatch *write_to; /* writes a key per visit, as a fold's callbacks may */
 } seen;
 
 static ferry_status see(void *arg, const char *rest, size_t len) {
   seen *sn = arg;
-  if (sn->n < 16) snprintf(sn->keys[sn->n++], 8, "%.*s", (int)len, rest);
+  if (sn->n < 32) snprintf(sn->keys[sn->n++], 8, "%.*s", (int)len, rest);
   if (sn->write_to) ferry_wbatch_put(sn->write_to, FERRY_CF_INDEX, "p9/w", 4, "", 0);
   return FERRY_OK;
 }
@@ -978,6 +978,87 @@ static void test_indexed_batch(void **state) {
   ferry_store_close(s);
 }
 
+/* Random puts and deletes in the store, a batch being committed and a batch reading through
+ * it: every scan through the top batch equals a model that applies the same writes in order. */
+enum { SCAN_PREFIXES = 3, SCAN_RESTS = 24 };
+
+static void model_expect(ferry_wbatch *b, const bool live[SCAN_PREFIXES][SCAN_RESTS], int px,
+                         unsigned seed) {
+  char want[SCAN_RESTS][8], prefix[4];
+  int n = 0;
+  for (int r = 0; r < SCAN_RESTS; r++)
+    if (live[px][r]) snprintf(want[n++], 8, "%d", r);
+  qsort(want, (size_t)n, sizeof want[0], (int (*)(const void *, const void *))strcmp);
+  char expect[256] = "";
+  for (int i = 0; i < n; i++) {
+    strcat(expect, want[i]);
+    strcat(expect, " ");
+  }
+  snprintf(prefix, sizeof prefix, "p%d/", px);
+  seen sn = {.n = 0};
+  ferry_error err;
+  assert_int_equal(ferry_wbatch_scan(b, prefix, 3, see, &sn, &err), FERRY_OK);
+  char got[256] = "";
+  for (int i = 0; i < sn.n; i++) {
+    strcat(got, sn.keys[i]);
+    strcat(got, " ");
+  }
+  if (strcmp(got, expect) != 0) fail_msg("seed %u, prefix %s: got '%s', want '%s'", seed, prefix, got, expect);
+}
+
+static void random_writes(ferry_wbatch *b, bool live[SCAN_PREFIXES][SCAN_RESTS], unsigned *s, int n) {
+  for (int i = 0; i < n; i++) {
+    *s = *s * 1103515245u + 12345u;
+    unsigned r = (*s >> 8);
+    int px = (int)(r % SCAN_PREFIXES), rest = (int)((r / 7) % SCAN_RESTS);
+    char key[16];
+    int klen = snprintf(key, sizeof key, "p%d/%d", px, rest);
+    if ((r / 200) % 3 == 0) {
+      ferry_wbatch_delete(b, FERRY_CF_INDEX, key, (size_t)klen);
+      live[px][rest] = false;
+    } else {
+      ferry_wbatch_put(b, FERRY_CF_INDEX, key, (size_t)klen, "", 0);
+      live[px][rest] = true;
+    }
+  }
+}
+
+static void test_scan_model(void **state) {
+  fixture *f = *state;
+  ferry_store *s = open_store(f->dir, FERRY_STORE_WRITE);
+  ferry_error err;
+  for (unsigned seed = 1; seed <= 40; seed++) {
+    char customer[16];
+    snprintf(customer, sizeof customer, "m%u", seed);
+    bool live[SCAN_PREFIXES][SCAN_RESTS] = {{false}};
+    unsigned rs = seed;
+    ferry_wbatch *b = ferry_wbatch_create(s, customer);
+    random_writes(b, live, &rs, 30);
+    assert_int_equal(ferry_wbatch_commit(b, false, &err), FERRY_OK);
+    ferry_wbatch_destroy(b);
+    ferry_wbatch *under = ferry_wbatch_create_indexed(s, customer, slash_prefix);
+    random_writes(under, live, &rs, 25);
+    for (int px = 0; px < SCAN_PREFIXES; px++) model_expect(under, live, px, seed);
+    ferry_wbatch *top = ferry_wbatch_create_indexed(s, customer, slash_prefix);
+    ferry_wbatch_read_through(top, under);
+    assert_int_equal(ferry_wbatch_commit_start(under, &err), FERRY_OK);
+    for (int round = 0; round < 4; round++) { /* scans while under is being written */
+      random_writes(top, live, &rs, 10);
+      for (int px = 0; px < SCAN_PREFIXES; px++) model_expect(top, live, px, seed);
+    }
+    assert_int_equal(ferry_wbatch_commit_wait(under, &err), FERRY_OK);
+    ferry_wbatch_read_through(top, NULL);
+    ferry_wbatch_destroy(under);
+    for (int px = 0; px < SCAN_PREFIXES; px++) model_expect(top, live, px, seed);
+    assert_int_equal(ferry_wbatch_commit(top, false, &err), FERRY_OK);
+    ferry_wbatch_destroy(top);
+    b = ferry_wbatch_create(s, customer); /* and the store alone, after both */
+    for (int px = 0; px < SCAN_PREFIXES; px++) model_expect(b, live, px, seed);
+    ferry_wbatch_destroy(b);
+  }
+  ferry_store_close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_append_read_back, setup, teardown),
@@ -995,6 +1076,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_kv_basics, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wbatch_guards_log, setup, teardown),
       cmocka_unit_test_setup_teardown(test_indexed_batch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_scan_model, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
