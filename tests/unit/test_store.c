@@ -984,10 +984,10 @@ enum { SCAN_PREFIXES = 3, SCAN_RESTS = 24 };
 
 static void model_expect(ferry_wbatch *b, const bool live[SCAN_PREFIXES][SCAN_RESTS], int px,
                          unsigned seed) {
-  char want[SCAN_RESTS][8], prefix[4];
+  char want[SCAN_RESTS][16], prefix[16];
   int n = 0;
   for (int r = 0; r < SCAN_RESTS; r++)
-    if (live[px][r]) snprintf(want[n++], 8, "%d", r);
+    if (live[px][r]) snprintf(want[n++], sizeof want[0], "%d", r);
   qsort(want, (size_t)n, sizeof want[0], (int (*)(const void *, const void *))strcmp);
   char expect[256] = "";
   for (int i = 0; i < n; i++) {
@@ -1011,7 +1011,7 @@ static void random_writes(ferry_wbatch *b, bool live[SCAN_PREFIXES][SCAN_RESTS],
     *s = *s * 1103515245u + 12345u;
     unsigned r = (*s >> 8);
     int px = (int)(r % SCAN_PREFIXES), rest = (int)((r / 7) % SCAN_RESTS);
-    char key[16];
+    char key[32];
     int klen = snprintf(key, sizeof key, "p%d/%d", px, rest);
     if ((r / 200) % 3 == 0) {
       ferry_wbatch_delete(b, FERRY_CF_INDEX, key, (size_t)klen);
