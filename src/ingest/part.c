@@ -20,14 +20,14 @@ void ingest_part_init(ingest_part *p, const ferry_decode_opts *o, size_t in_len)
   size_t chunk = in_len < CHUNK_MAX / 2 ? in_len * 2 : CHUNK_MAX;
   if (chunk < CHUNK_MIN) chunk = CHUNK_MIN;
   size_t cap = in_len < (SIZE_MAX - OUT_SLACK) / 4 ? in_len * 4 + OUT_SLACK : SIZE_MAX;
-  ingest_arena_init(&p->out, chunk, cap);
+  arena_init(&p->out, chunk, cap);
   p->customer = o ? o->customer : NULL;
   p->max_errors = o && o->max_errors ? o->max_errors : DEFAULT_MAX_ERRORS;
   p->skip_invalid = o ? o->skip_invalid : false;
 }
 
 void ingest_part_free(ingest_part *p) {
-  ingest_arena_free(&p->out);
+  arena_free(&p->out);
   free(p->refs);
   free(p->errs);
   p->refs = NULL;
@@ -49,7 +49,7 @@ static ferry_status grow(void **arr, size_t *cap, size_t have, size_t elem, size
 }
 
 uint8_t *ingest_part_reserve(ingest_part *p, size_t n, ferry_status *st) {
-  uint8_t *out = ingest_arena_alloc(&p->out, n, 1);
+  uint8_t *out = arena_alloc(&p->out, n, 1);
   if (!out) *st = p->out.over_cap ? FERRY_ETOOBIG : FERRY_ENOMEM;
   return out;
 }

@@ -11,11 +11,11 @@
 #include <stdint.h>
 
 #include "ferry/change.h"
-#include "ingest/arena.h"
+#include "common/arena.h"
 #include "ingest/check.h"
 
 typedef struct ingest_part {
-  ingest_arena out;       /* packed changes */
+  arena out;       /* packed changes */
   ferry_change_ref *refs; /* one per valid change, in input order */
   size_t nrefs, refs_cap;
   ferry_change_error *errs; /* listed errors, in input order, at most max_errors */

@@ -31,7 +31,7 @@
 
 typedef struct pb_ctx {
   ingest_part *p;
-  ingest_arena scratch;
+  arena scratch;
   ProtobufCAllocator alloc;
   ingest_problems pr;
   pbenc_head h;
@@ -42,7 +42,7 @@ typedef struct pb_ctx {
 
 static void *scratch_alloc(void *data, size_t size) {
   pb_ctx *c = data;
-  unsigned char *p = ingest_arena_alloc(&c->scratch, HEADER + size, 16);
+  unsigned char *p = arena_alloc(&c->scratch, HEADER + size, 16);
   if (!p) return NULL;
   memcpy(p, &size, sizeof size);
   return p + HEADER;
@@ -199,7 +199,7 @@ static ferry_status check_unique(pb_ctx *c, const Ferry__V1__Change *m) {
     }
     return FERRY_OK;
   }
-  Ferry__V1__Column **sorted = ingest_arena_alloc(&c->scratch, m->n_row * sizeof *sorted, 16);
+  Ferry__V1__Column **sorted = arena_alloc(&c->scratch, m->n_row * sizeof *sorted, 16);
   if (!sorted) return c->scratch.over_cap ? FERRY_ETOOBIG : FERRY_ENOMEM;
   memcpy(sorted, m->row, m->n_row * sizeof *sorted);
   qsort(sorted, m->n_row, sizeof *sorted, cmp_column);
@@ -259,7 +259,7 @@ static ferry_status decode_change(pb_ctx *c, const uint8_t *data, size_t n, uint
   ingest_problems_init(&c->pr);
   memset(&c->h, 0, sizeof c->h);
   c->row_size = 0;
-  ingest_arena_reset(&c->scratch);
+  arena_reset(&c->scratch);
 
   if (n > FERRY_LINE_MAX) {
     ingest_problem(&c->pr, "", "change is %zu bytes, over the limit of %u", n, FERRY_LINE_MAX);
@@ -374,7 +374,7 @@ ferry_status ingest_protobuf_decode_range(ingest_part *p, const char *buf, size_
   c.alloc.alloc = scratch_alloc;
   c.alloc.free = scratch_free;
   c.alloc.allocator_data = &c;
-  ingest_arena_init(&c.scratch, SCRATCH_CHUNK, SCRATCH_CHUNK);
+  arena_init(&c.scratch, SCRATCH_CHUNK, SCRATCH_CHUNK);
   cursor cur = {(const uint8_t *)buf, (const uint8_t *)buf, (const uint8_t *)buf + len};
   const uint8_t *data;
   size_t size, index = 0;
@@ -384,6 +384,6 @@ ferry_status ingest_protobuf_decode_range(ingest_part *p, const char *buf, size_
     p->units++;
     st = decode_change(&c, data, size, p->units);
   }
-  ingest_arena_free(&c.scratch);
+  arena_free(&c.scratch);
   return st;
 }

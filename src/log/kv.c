@@ -568,7 +568,8 @@ ferry_status ferry_wbatch_scan(ferry_wbatch *b, const void *prefix, size_t plen,
       if (!found_add(&l, g->v[k].rest, 0, g->v[k].len, order++, g->v[k].deleted))
         st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   }
-  if (!st && nl && l.n > 1) qsort(l.v, l.n, sizeof *l.v, found_cmp);
+  /* the store's keys come sorted and unique: merge only when a batch wrote under the prefix */
+  if (!st && order > 1 && l.n > 1) qsort(l.v, l.n, sizeof *l.v, found_cmp);
   /* the last write of each key decides; fn may write to b (rests are stable copies) */
   for (size_t i = 0; i < l.n && !st; i++) {
     if (i + 1 < l.n && cmp_bytes(l.v[i].rest, l.v[i].len, l.v[i + 1].rest, l.v[i + 1].len) == 0)

@@ -16,7 +16,7 @@
 
 #include "ferry/change.h"
 #include "ferry/v1/change.pb-c.h"
-#include "ingest/arena.h"
+#include "common/arena.h"
 #include "ingest/batch.h"
 
 /* ------------------------------------------------------------ helpers --- */
@@ -774,19 +774,19 @@ static void test_protobuf_raw_bytes(void **state) {
 
 static void test_arena_cap(void **state) {
   (void)state;
-  ingest_arena a;
-  ingest_arena_init(&a, 64, 100);
-  void *x = ingest_arena_alloc(&a, 40, 1);
+  arena a;
+  arena_init(&a, 64, 100);
+  void *x = arena_alloc(&a, 40, 1);
   assert_non_null(x);
-  assert_non_null(ingest_arena_alloc(&a, 16, 16)); /* same chunk, at 48 */
-  assert_null(ingest_arena_alloc(&a, 64, 1));      /* a second chunk would pass the cap */
+  assert_non_null(arena_alloc(&a, 16, 16)); /* same chunk, at 48 */
+  assert_null(arena_alloc(&a, 64, 1));      /* a second chunk would pass the cap */
   assert_true(a.over_cap);
-  assert_non_null(ingest_arena_alloc(&a, 30, 1)); /* a smaller one still fits */
+  assert_non_null(arena_alloc(&a, 30, 1)); /* a smaller one still fits */
   assert_false(a.over_cap);
-  ingest_arena_reset(&a);
+  arena_reset(&a);
   assert_true(a.total <= 100);
-  assert_non_null(ingest_arena_alloc(&a, 16, 16));
-  ingest_arena_free(&a);
+  assert_non_null(arena_alloc(&a, 16, 16));
+  arena_free(&a);
 }
 
 static void test_protobuf_memory_cap(void **state) {
