@@ -503,13 +503,34 @@ static int found_cmp(const void *a, const void *b) {
 }
 
 /* Adds the store's keys under prefix to l, their rests copied into *buf. */
-static ferry_status scan_store(ferry_wbatch *b, rdb_iter *it, const void *prefix, size_t plen,
-                               found_list *l, char **buf, ferry_error *err) {
+/* The store's keys under prefix, into l (their rests copied to *buf). The
+ * iterator is bounded to the prefix itself: it seeks once, where the scan
+ * starts, and RocksDB can skip table files that hold nothing under it. */
+static ferry_status scan_store(ferry_wbatch *b, const void *prefix, size_t plen, found_list *l,
+                               char **buf, ferry_error *err) {
   size_t n = 0, used = 0, cap = 0, start = l->n;
-  char *k = store_key_join(&b->p, prefix, plen, &n);
-  if (!k) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
-  ferry_status st = FERRY_OK;
-  for (rocksdb_iter_seek(it->it, k, n); rocksdb_iter_valid(it->it); rocksdb_iter_next(it->it)) {
+  char *k = store_key_join(&b->p, prefix, plen, &n), *hi = k ? malloc(n) : NULL;
+  if (!k || !hi) {
+    free(k);
+    free(hi);
+    return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  }
+  /* the prefix is length-delimited, so +1 on its last byte below 0xff bounds it */
+  size_t hilen = n;
+  memcpy(hi, k, n);
+  while (hilen > b->p.len && (uint8_t)hi[hilen - 1] == 0xff) hilen--;
+  if (hilen > b->p.len)
+    hi[hilen - 1]++;
+  else
+    memcpy(hi, b->p.upper, hilen = b->p.len);
+  rdb_iter it0, *it = &it0;
+  ferry_status st = rdb_iter_open(it, b->s, FERRY_CF_INDEX, k, n, hi, hilen, err);
+  free(hi);
+  if (st) {
+    free(k);
+    return st;
+  }
+  for (; rocksdb_iter_valid(it->it); rocksdb_iter_next(it->it)) {
     size_t klen;
     const char *key = rocksdb_iter_key(it->it, &klen);
     if (klen < n || memcmp(key, k, n) != 0) break;
@@ -533,6 +554,7 @@ static ferry_status scan_store(ferry_wbatch *b, rdb_iter *it, const void *prefix
     used += len;
   }
   if (!st) st = rdb_iter_status(it, err, "cannot scan the index");
+  rdb_iter_close(it);
   for (size_t i = start; i < l->n; i++) l->v[i].rest = *buf + l->v[i].off;
   free(k);
   return st;
@@ -547,15 +569,10 @@ ferry_status ferry_wbatch_scan(ferry_wbatch *b, const void *prefix, size_t plen,
     return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_scan: not a scan prefix of this batch");
   found_list l = {0};
   char *copies = NULL;
-  rdb_iter it;
   /* A new iterator per scan: one kept for the batch's life sees the store as of its making,
    * and steps one by one over every key written since in the range it seeks into (the
    * batch under it lands tens of thousands): a fold took five times as long. */
-  ferry_status st = rdb_iter_open(&it, b->s, FERRY_CF_INDEX, b->p.b, b->p.len, b->p.upper, b->p.len, err);
-  if (!st) {
-    st = scan_store(b, &it, prefix, plen, &l, &copies, err);
-    rdb_iter_close(&it);
-  }
+  ferry_status st = scan_store(b, prefix, plen, &l, &copies, err);
   /* the batches' writes, oldest first: under's, then b's */
   const ferry_wbatch *layers[2];
   size_t nl = 0, order = 1;

@@ -638,7 +638,6 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
     claim_prefix(&k, ename, ekey);
     if ((st = prefix_scan(p, c->b, &k, claim_visit, &cl, c->err))) goto done;
   }
-  if ((st = proj_applied_get(p, c->b, ename, ekey, &applied, c->err))) goto done;
   ferry_key_entity(&k, ename, ekey);
   /* A listed claimant may no longer yield the entity (its row changed earlier
    * in this batch and it has not been derived yet): the next one owns it, and
@@ -654,7 +653,11 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   }
   if (st) goto done;
   bool had = old && !old->deleted;
+  /* The applied record matters only when the desired one changes, so an
+   * entity whose payload comes out the same costs no read of it (at scale,
+   * a read that would miss the block cache). */
   if (!payload) { /* no entity under this key any more */
+    if ((st = proj_applied_get(p, c->b, ename, ekey, &applied, c->err))) goto done;
     if (had) {
       edit_backrefs(c->b, ename, ekey, old->payload, NULL, false);
       if ((st = proj_mark_referrers(p, c->b, e, ekey, c->err))) goto done;
@@ -688,6 +691,7 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   for (size_t i = 0; same && i < cl.nothers; i++) /* the claimant list is authoritative */
     same = strcmp(old->conflicts[i], cl.others[i]) == 0;
   if (same) goto done;
+  if ((st = proj_applied_get(p, c->b, ename, ekey, &applied, c->err))) goto done;
   Ferry__V1__DesiredEntity d = FERRY__V1__DESIRED_ENTITY__INIT;
   d.payload = text;
   d.hash.data = h.digest;
