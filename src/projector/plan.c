@@ -193,9 +193,12 @@ done:
   return st;
 }
 
-/* Plans entity (by name: a type the mapping dropped can still be deleted). */
+/* Plans entity (by name: a type the mapping dropped can still be deleted).
+ * With only_deletes, an entity the mapping still yields cannot be one, and
+ * *out stays NULL without reading its applied state or planning it. */
 static ferry_status plan_entity(ferry_projector *p, const char *entity, const char *key,
-                                bool dry_run, ferry_call **out, ferry_error *err) {
+                                bool dry_run, bool only_deletes, ferry_call **out,
+                                ferry_error *err) {
   Ferry__V1__DesiredEntity *d = NULL;
   Ferry__V1__AppliedEntity *a = NULL;
   ferry_call *c = calloc(1, sizeof *c);
@@ -203,6 +206,11 @@ static ferry_status plan_entity(ferry_projector *p, const char *entity, const ch
   size_t e = ferry_mapping_entity_find(p->map, entity);
   *out = NULL;
   if (!st) st = proj_desired_get(p, NULL, entity, key, &d, err);
+  if (!st && only_deletes && d && !d->deleted && e != SIZE_MAX) {
+    ferry__v1__desired_entity__free_unpacked(d, NULL);
+    free(c);
+    return FERRY_OK;
+  }
   if (!st) st = proj_applied_get(p, NULL, entity, key, &a, err);
   if (st) goto done;
   c->entity = strdup(entity);
@@ -251,7 +259,7 @@ done:
 
 ferry_status ferry_projector_plan_entity(ferry_projector *p, const char *entity, const char *key,
                                          ferry_call **out, ferry_error *err) {
-  return plan_entity(p, entity, key, false, out, err);
+  return plan_entity(p, entity, key, false, false, out, err);
 }
 
 unsigned ferry_projector_phases(const ferry_projector *p) { return (unsigned)(2 * p->nentities); }
@@ -313,8 +321,8 @@ static ferry_status walk_phase(ferry_projector *p, unsigned phase, bool dry_run,
     char *name = strndup(ename, elen), *k = strndup(ekey, eklen);
     ferry_call *c = NULL;
     if (!name || !k) st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
-    else st = plan_entity(p, name, k, dry_run, &c, err);
-    if (!st && (c->kind == FERRY_CALL_DELETE) == deletes) *stop = fn(arg, &c);
+    else st = plan_entity(p, name, k, dry_run, deletes, &c, err);
+    if (!st && c && (c->kind == FERRY_CALL_DELETE) == deletes) *stop = fn(arg, &c);
     ferry_call_free(c);
     free(name);
     free(k);

@@ -252,9 +252,13 @@ done:
 /* After many applied calls the dirty range is mostly deletion markers, which
  * every plan walk steps over until compaction drops them (measured: a
  * one-change plan at 100k entities took 8 ms right after the initial sync,
- * against 2.5 ms at 10k). Compacting the customer's dirty range once a sync
- * has cleared many marks brings it back to the size of what is pending. */
-#define TIDY_AFTER 1000
+ * against 2.5 ms at 10k). Compacting the customer's dirty range once many
+ * marks were cleared brings it back to the size of what is pending. The
+ * count runs across syncs: ferryd keeps a customer's projector open, and
+ * its many one-change syncs would otherwise leave every marker in the
+ * memtable until it fills (2 MiB: tens of thousands of them, stepped over
+ * by every walk). */
+#define TIDY_AFTER 256
 
 static ferry_status tidy(ferry_projector *p, ferry_error *err) {
   if (p->cleared < TIDY_AFTER) return FERRY_OK;
@@ -295,8 +299,6 @@ ferry_status proj_written(ferry_projector *p, ferry_wbatch *b, ferry_status st, 
 ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err) {
   if (p->grouping) return ferry_error_set(err, FERRY_EINVAL, "a write group is already open");
   p->grouping = true;
-  p->cleared = 0; /* tidy after a big sync only: small ones leave few markers, and the
-                   * dirty family's deletion-triggered compaction handles those */
   return FERRY_OK;
 }
 
