@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <rocksdb/c.h>
 
 #include "ferry/json.h"
 #include "ferry/mapping.h"
@@ -504,8 +505,64 @@ static void test_mapping_change_refused(void **state) {
   free_stream(c, 20);
 }
 
+typedef struct recorder {
+  ferry_projector *p;
+  unsigned n;
+} recorder;
+
+/* Records a planned call as the cloud accepting it. */
+static int record_ok(void *arg, ferry_call **cp) {
+  recorder *r = arg;
+  const ferry_call *c = *cp;
+  ferry_error err;
+  char id[16];
+  snprintf(id, sizeof id, "%u", ++r->n);
+  ferry_call_result res = {FERRY_OUTCOME_OK, 201, id, "POST", c->endpoint, NULL, 1, 0};
+  if (ferry_projector_record(r->p, c, &res, &err)) fail_msg("record: %s", err.msg);
+  return 0;
+}
+
+/* ferryd keeps a customer's projector open and syncs each change as it
+ * comes: the dirty marks those syncs clear must not pile up as deletion
+ * markers that every later plan steps over. */
+static void test_cleared_marks_do_not_pile_up(void **state) {
+  (void)state;
+  enum { SYNCS = 600 };
+  ferry_projector *p = open_proj("tidy", 0);
+  recorder r = {p, 0};
+  ferry_error err;
+  for (unsigned i = 1; i <= SYNCS; i++) {
+    gen_change ch = {.table = "Orgs", .version = 1}; /* a new org each time: a mark of its own */
+    snprintf(ch.key, sizeof ch.key, "%u", i);
+    ch.row = json_pack("{s:s}", "Name", "org");
+    snprintf(ch.id, sizeof ch.id, "tidy/%u", i);
+    append("tidy", &ch, 0, 1);
+    json_decref(ch.row);
+    fold(p);
+    assert_int_equal(ferry_projector_group_begin(p, &err), FERRY_OK);
+    for (unsigned ph = 0; ph < ferry_projector_phases(p); ph++)
+      assert_int_equal(ferry_projector_plan_phase(p, ph, NULL, record_ok, &r, &err), FERRY_OK);
+    assert_int_equal(ferry_projector_group_end(p, &err), FERRY_OK);
+  }
+  assert_int_equal(r.n, SYNCS);
+  rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
+  rocksdb_set_perf_level(rocksdb_enable_count);
+  rocksdb_perfcontext_reset(pc);
+  json_t *plan = plan_of(p);
+  uint64_t stepped = rocksdb_perfcontext_metric(pc, rocksdb_internal_delete_skipped_count);
+  rocksdb_set_perf_level(rocksdb_disable);
+  rocksdb_perfcontext_destroy(pc);
+  assert_int_equal(json_array_size(plan), 0);
+  /* every sync cleared one mark; compaction after each 256 drops them, so a
+   * plan steps over fewer than that, in each of the org's two phases */
+  if (stepped >= 2 * 256) fail_msg("a plan stepped over %llu deletion markers", (unsigned long long)stepped);
+  json_decref(plan);
+  ferry_projector_close(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cleared_marks_do_not_pile_up),
       cmocka_unit_test(test_incremental_equals_scratch),
       cmocka_unit_test(test_rewind_and_replay),
       cmocka_unit_test(test_mapping_change_refused),
