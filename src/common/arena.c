@@ -61,15 +61,18 @@ void *arena_alloc(arena *a, size_t n, size_t align) {
   return c->data;
 }
 
-void arena_reset(arena *a) {
-  arena_chunk *keep = a->head;
-  if (!keep) return;
-  arena_chunk *c = keep->next;
+static void free_chain(arena_chunk *c) {
   while (c) {
     arena_chunk *next = c->next;
     free(c);
     c = next;
   }
+}
+
+void arena_reset(arena *a) {
+  arena_chunk *keep = a->head;
+  if (!keep) return;
+  free_chain(keep->next);
   keep->next = NULL;
   keep->used = 0;
   a->total = keep->size;
@@ -77,12 +80,7 @@ void arena_reset(arena *a) {
 }
 
 void arena_free(arena *a) {
-  arena_chunk *c = a->head;
-  while (c) {
-    arena_chunk *next = c->next;
-    free(c);
-    c = next;
-  }
+  free_chain(a->head);
   a->head = NULL;
   a->total = 0;
 }

@@ -502,7 +502,6 @@ static int found_cmp(const void *a, const void *b) {
   return c ? c : (x->order > y->order) - (x->order < y->order);
 }
 
-/* Adds the store's keys under prefix to l, their rests copied into *buf. */
 /* The store's keys under prefix, into l (their rests copied to *buf). The
  * iterator is bounded to the prefix itself: it seeks once, where the scan
  * starts, and RocksDB can skip table files that hold nothing under it. */
