@@ -23,7 +23,7 @@ typedef struct strmap_entry {
 typedef struct strmap {
   strmap_entry *entries; /* insertion order */
   size_t count, cap;
-  uint32_t *slots;       /* index+1 into entries; 0 empty */
+  uint64_t *slots;       /* hash's top half | index+1 into entries; 0 empty */
   size_t nslots;
   arena keys;
 } strmap;
@@ -32,6 +32,9 @@ void strmap_init(strmap *m);
 /* Returns the entry for key, adding it (val NULL) if absent; NULL on OOM. */
 strmap_entry *strmap_upsert(strmap *m, const void *key, size_t len, int *added);
 strmap_entry *strmap_get(const strmap *m, const void *key, size_t len);
+/* The same, with the key's strmap_hash computed once for several maps. */
+uint64_t strmap_hash(const void *key, size_t len);
+strmap_entry *strmap_get_hashed(const strmap *m, const void *key, size_t len, uint64_t hash);
 /* Frees keys; values are freed by free_val if not NULL. */
 void strmap_free(strmap *m, void (*free_val)(void *));
 

