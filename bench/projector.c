@@ -11,6 +11,8 @@
  *     phone row (median and p90 of 101 changes);
  *   - peak RSS.
  * Usage: bench_projector [--sizes 10000,100000,1000000] [--mapping FILE]
+ * Environment: FOLD_BATCH=N events per fold batch; FOLD_PERF=1 prints what
+ * RocksDB counted during the initial fold (its perf context) on stderr.
  */
 #include <inttypes.h>
 #include <rocksdb/c.h>
@@ -263,9 +265,20 @@ static void run_size(long n, const char *mapping_path) {
   long rss_ingest = rss_kib() / 1024;
   ferry_projector_opts o = {NULL, NULL, getenv("FOLD_BATCH") ? (size_t)atol(getenv("FOLD_BATCH")) : 0};
   if (ferry_projector_open(&p, s, m, "bench", &o, false, &err)) die("projector", &err);
+  if (getenv("FOLD_PERF")) {
+    perf = rocksdb_perfcontext_create();
+    rocksdb_set_perf_level(rocksdb_enable_count);
+    rocksdb_perfcontext_reset(perf);
+  }
   double t0 = now();
   if (ferry_projector_fold(p, NULL, NULL, NULL, &err)) die("fold", &err);
   double fold_s = now() - t0;
+  if (getenv("FOLD_PERF")) {
+    rocksdb_set_perf_level(rocksdb_disable);
+    char *rep = rocksdb_perfcontext_report(perf, 1);
+    fprintf(stderr, "%s\n", rep);
+    free(rep);
+  }
   long rss_fold = rss_kib() / 1024;
   if (fold_only) {
     printf("%9ld entities %9" PRIu64 " events  fold %8.0f events/s (%6.2f s)\n", 2 * n, events,

@@ -44,6 +44,8 @@ struct ferry_projector {
   ferry_wbatch *writing;   /* a flushed group still being written (flush_start) */
   ferry_bwriter *writer;   /* writes it; created on the first flush_start */
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
+  bool none_applied;       /* during a long fold: the customer had no applied record at its
+                            * start, and a fold runs alone, so none appears while it runs */
 };
 
 /* A planned call's state (ferry_call.state): the entity's records as the

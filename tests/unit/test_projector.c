@@ -560,8 +560,54 @@ static void test_cleared_marks_do_not_pile_up(void **state) {
   ferry_projector_close(p);
 }
 
+/* Appends n org changes as one batch: key i+1 at version, Name name. */
+static void append_orgs(const char *customer, unsigned n, uint64_t version, const char *name) {
+  gen_change *c = calloc(n, sizeof *c);
+  for (unsigned i = 0; i < n; i++) {
+    c[i].table = "Orgs";
+    c[i].version = version;
+    snprintf(c[i].key, sizeof c[i].key, "%u", i + 1);
+    c[i].row = json_pack("{s:s}", "Name", name);
+    snprintf(c[i].id, sizeof c[i].id, "%s/%u/%llu", customer, i + 1, (unsigned long long)version);
+  }
+  append(customer, c, 0, n);
+  for (unsigned i = 0; i < n; i++) json_decref(c[i].row);
+  free(c);
+}
+
+/* A long fold skips applied reads only for a customer never synced: after a
+ * sync, changes undone in a later batch of one long fold leave nothing dirty. */
+static void test_long_fold_after_sync_reads_applied(void **state) {
+  (void)state;
+  enum { ORGS = 1200 }; /* each step is a fold longer than the 1,000 that checks applied state */
+  ferry_projector *p = open_proj("undo", 500);
+  recorder r = {p, 0};
+  ferry_error err;
+  append_orgs("undo", ORGS, 1, "org");
+  fold(p);
+  assert_int_equal(ferry_projector_group_begin(p, &err), FERRY_OK);
+  for (unsigned ph = 0; ph < ferry_projector_phases(p); ph++)
+    assert_int_equal(ferry_projector_plan_phase(p, ph, NULL, record_ok, &r, &err), FERRY_OK);
+  assert_int_equal(ferry_projector_group_end(p, &err), FERRY_OK);
+  assert_int_equal(r.n, ORGS);
+  append_orgs("undo", ORGS, 2, "renamed"); /* folded in batches of 500: dirty, */
+  append_orgs("undo", ORGS, 3, "org");     /* then clean again */
+  fold(p);
+  json_t *dirty = json_object();
+  json_decref(store_desired("undo", dirty));
+  if (json_object_size(dirty))
+    fail_msg("%zu entities left dirty, though the cloud has them as they are",
+             json_object_size(dirty));
+  json_t *plan = plan_of(p);
+  assert_int_equal(json_array_size(plan), 0);
+  json_decref(plan);
+  json_decref(dirty);
+  ferry_projector_close(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_long_fold_after_sync_reads_applied),
       cmocka_unit_test(test_cleared_marks_do_not_pile_up),
       cmocka_unit_test(test_incremental_equals_scratch),
       cmocka_unit_test(test_rewind_and_replay),
