@@ -93,6 +93,12 @@ const char *ferry_mapping_entity_source(const ferry_mapping *m, size_t i);
 /* Whether entity i's key is its root row's key ("{_key}"): then no two
  * roots can claim one entity. */
 bool ferry_mapping_entity_key_is_root(const ferry_mapping *m, size_t i);
+/* Whether entity i, rooted on a row that changed from old_row to new_row
+ * (both live), can come out different: false only when every column it
+ * reads of the root row (key, filter, fields, lookup and ref keys) is the
+ * same in both. A collect reads the root's key, which a change keeps. */
+bool ferry_mapping_root_change_matters(const ferry_mapping *m, size_t i, const json_t *old_row,
+                                       const json_t *new_row);
 /* The index of the entity called name, or SIZE_MAX. */
 size_t ferry_mapping_entity_find(const ferry_mapping *m, const char *name);
 /* The line where entity i maps a payload field called name, or 0 if it maps

@@ -291,8 +291,11 @@ static ferry_status touch_roots(fold_ctx *c, const char *table, const char *rowk
                                 const json_t *old, const json_t *new_, uint64_t seq) {
   ferry_projector *p = c->p;
   ferry_status st = FERRY_OK;
+  /* An entity split off a row whose columns it reads did not change (the
+   * address of a contact whose name changed) cannot change: not derived. */
   for (size_t e = 0; e < p->nentities && !st; e++)
-    if (strcmp(ferry_mapping_entity_source(p->map, e), table) == 0)
+    if (strcmp(ferry_mapping_entity_source(p->map, e), table) == 0 &&
+        ferry_mapping_root_change_matters(p->map, e, old, new_))
       st = touch(c, e, rowkey, strlen(rowkey), seq);
   for (size_t i = 0; i < p->njoins && !st; i++) {
     const ferry_mapping_join *j = &p->joins[i];

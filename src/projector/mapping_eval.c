@@ -365,6 +365,52 @@ static ferry_status eval_expr(ectx *x, const mapping_expr *e, const char *key, c
   return st;
 }
 
+/* ---- what an entity reads of its root row ------------------------------------------ */
+
+/* Whether column differs between the rows; any difference counts, even one
+ * the evaluator would not tell apart (1 and 1.0, missing and null). */
+static int column_differs(const char *column, const json_t *a, const json_t *b) {
+  const json_t *x = json_object_get(a, column), *y = json_object_get(b, column);
+  return (x == NULL) != (y == NULL) || (x && !json_equal(x, y));
+}
+
+static int tmpl_differs(const mapping_tmpl *t, const json_t *a, const json_t *b) {
+  for (size_t i = 0; i < t->n; i++)
+    if (t->segs[i].kind == TSEG_COLUMN && column_differs(t->segs[i].s, a, b)) return 1;
+  return 0;
+}
+
+static int filter_differs(const mapping_filter *f, const json_t *a, const json_t *b) {
+  if (f->column && column_differs(f->column, a, b)) return 1;
+  for (size_t i = 0; i < f->nsubs; i++)
+    if (filter_differs(&f->subs[i], a, b)) return 1;
+  return 0;
+}
+
+/* A collect reads the root's key only: its fields read the child rows. */
+static int expr_differs(const mapping_expr *e, const json_t *a, const json_t *b) {
+  switch (e->kind) {
+  case EX_COLUMN: return column_differs(e->column, a, b);
+  case EX_TEMPLATE:
+  case EX_REF: return tmpl_differs(&e->tmpl, a, b);
+  case EX_LOOKUP: return column_differs(e->on, a, b);
+  case EX_CONST:
+  case EX_COLLECT: return 0;
+  }
+  return 1;
+}
+
+bool ferry_mapping_root_change_matters(const ferry_mapping *m, size_t i, const json_t *old_row,
+                                       const json_t *new_row) {
+  if (!m || i >= m->n || !json_is_object(old_row) || !json_is_object(new_row)) return true;
+  const mapping_entity *en = &m->entities[i];
+  if (tmpl_differs(&en->key, old_row, new_row)) return true;
+  if (en->filter && filter_differs(en->filter, old_row, new_row)) return true;
+  for (size_t f = 0; f < en->nfields; f++)
+    if (expr_differs(&en->fields[f].expr, old_row, new_row)) return true;
+  return false;
+}
+
 /* ---- deriving -------------------------------------------------------------------- */
 
 static ferry_status derive_key(ectx *x, const char *root_key, const json_t *row, char **out) {

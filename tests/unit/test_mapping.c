@@ -1202,6 +1202,69 @@ static void test_alloc_failures(void **state) {
   json_decref(db.tables);
 }
 
+/* The fold derives an entity again after a change of its root row only if a
+ * column the entity reads of that row changed: each kind of reader counts,
+ * and columns read only by a collect's children (or by no one) do not. */
+static void test_root_change_matters(void **state) {
+  (void)state;
+  ferry_mapping *m = load_ok(
+      "version: 1\n"
+      "entities:\n"
+      "  org:\n"
+      "    endpoint: /orgs\n"
+      "    source: Orgs\n"
+      "    fields: {name: Name}\n"
+      "  c:\n"
+      "    endpoint: /c\n"
+      "    source: T\n"
+      "    key: \"{K}-{_key}\"\n"
+      "    filter: {any: [{column: F, equals: 1}, {not: {column: G, is_null: true}}]}\n"
+      "    fields:\n"
+      "      a: A\n"
+      "      t: {template: \"x{B}\"}\n"
+      "      k: {const: 1}\n"
+      "      l: {lookup: Orgs, on: L, column: Name}\n"
+      "      r: {ref: org, key: \"{R}\"}\n"
+      "      kids: {collect: Kids, on: P, fields: {n: N}}\n");
+  size_t c = ferry_mapping_entity_find(m, "c");
+  const char *base = "{\"K\":1,\"F\":1,\"G\":null,\"A\":\"a\",\"B\":2,\"L\":\"3\","
+                     "\"R\":\"4\",\"N\":5,\"P\":6,\"Z\":7}";
+  json_t *old = json_loads(base, 0, NULL);
+  assert_non_null(old);
+  /* unread columns, including the ones a collect's children have */
+  const char *unread[] = {"N", "P", "Z", "Q"};
+  for (size_t i = 0; i < sizeof unread / sizeof *unread; i++) {
+    json_t *row = json_deep_copy(old);
+    json_object_set_new(row, unread[i], json_string("changed"));
+    if (ferry_mapping_root_change_matters(m, c, old, row))
+      fail_msg("a change of %s (not read by c) counted", unread[i]);
+    json_decref(row);
+  }
+  /* every reader: key template, filter (nested), column, template, lookup's on, ref key */
+  const char *read[] = {"K", "F", "G", "A", "B", "L", "R"};
+  for (size_t i = 0; i < sizeof read / sizeof *read; i++) {
+    json_t *row = json_deep_copy(old);
+    json_object_set_new(row, read[i], json_string("changed"));
+    if (!ferry_mapping_root_change_matters(m, c, old, row))
+      fail_msg("a change of %s (read by c) did not count", read[i]);
+    json_object_del(row, read[i]); /* gone: also a change */
+    if (!ferry_mapping_root_change_matters(m, c, old, row))
+      fail_msg("removing %s (read by c) did not count", read[i]);
+    json_decref(row);
+  }
+  /* 1 and 1.0 compare equal in a filter, but any difference is a change here */
+  json_t *row = json_deep_copy(old);
+  json_object_set_new(row, "F", json_real(1.0));
+  assert_true(ferry_mapping_root_change_matters(m, c, old, row));
+  json_decref(row);
+  /* a row that is not there (created, deleted) always matters */
+  assert_true(ferry_mapping_root_change_matters(m, c, NULL, old));
+  assert_true(ferry_mapping_root_change_matters(m, c, old, NULL));
+  assert_false(ferry_mapping_root_change_matters(m, c, old, old));
+  json_decref(old);
+  ferry_mapping_free(m);
+}
+
 int main(void) {
   /* jansson allocates through the same countdown as the module */
   json_set_alloc_funcs(counting_malloc, free);
@@ -1230,6 +1293,7 @@ int main(void) {
       cmocka_unit_test(test_compare),
       cmocka_unit_test(test_canonical),
       cmocka_unit_test(test_alloc_failures),
+      cmocka_unit_test(test_root_change_matters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
