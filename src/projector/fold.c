@@ -12,7 +12,8 @@
  *      replaced ('I' table column value rowkey; null values are not indexed,
  *      since null never joins).
  *   3. The roots whose entities the row can change are "touched": roots of
- *      entities whose source is the row's table (the row itself); for each
+ *      entities whose source is the row's table (the row itself, unless the
+ *      entity reads no column the change altered); for each
  *      collect of the table, the parents named by the old and the new value
  *      of the foreign key; for each lookup into the table, the rows that
  *      point at this key (found through the index), and for a lookup inside a
