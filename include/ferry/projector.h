@@ -209,13 +209,16 @@ ferry_status ferry_projector_sync_wal(ferry_projector *p, ferry_error *err);
  * pending outcomes: their entities stay dirty, with the intent or in-doubt
  * mark written before the call was sent, exactly as if the crash had come
  * before the answer. group_end flushes and stops grouping.
- * flush_start hands the group to a writer thread and returns: its writes
- * become visible by the next flush or flush_start, which wait for it (and
- * report its error), so the event loop goes on with the network meanwhile.
+ * flush_start hands the group to a writer thread (sync: which then syncs
+ * the WAL) and returns: its writes become visible by the next flush or
+ * flush_start, which wait for it (and report its error), so the event loop
+ * goes on with the network meanwhile. flush_poll says without waiting
+ * whether that write is still running (*busy), or reports its outcome.
  * Writes stay in order: one group is written at a time. */
 ferry_status ferry_projector_group_begin(ferry_projector *p, ferry_error *err);
 ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *err);
-ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err);
+ferry_status ferry_projector_flush_start(ferry_projector *p, bool sync, ferry_error *err);
+ferry_status ferry_projector_flush_poll(ferry_projector *p, bool *busy, ferry_error *err);
 ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err);
 /* Writes pending in the group. */
 size_t ferry_projector_pending(const ferry_projector *p);

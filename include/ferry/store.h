@@ -220,12 +220,15 @@ ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err);
 
 /* A writer thread for a caller that commits small batches often (the
  * applier, once per loop turn), where a thread per commit would cost more
- * than the write: batches handed to it are written in order, one at a time;
- * ferry_wbatch_commit_wait returns each one's outcome. Destroy waits for
- * the batches handed to it. */
+ * than the write: batches handed to it are written in order, one at a time
+ * (sync: and the WAL synced after it); ferry_wbatch_commit_wait returns each
+ * one's outcome, ferry_wbatch_commit_done says without waiting whether it
+ * is there. Destroy waits for the batches handed to it. */
 typedef struct ferry_bwriter ferry_bwriter;
 ferry_bwriter *ferry_bwriter_create(void);
-ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, ferry_error *err);
+ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, bool sync,
+                                        ferry_error *err);
+bool ferry_wbatch_commit_done(ferry_wbatch *b);
 void ferry_bwriter_destroy(ferry_bwriter *w);
 /* Waits for a commit still running, then frees b. NULL is fine. */
 void ferry_wbatch_destroy(ferry_wbatch *b);

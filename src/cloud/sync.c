@@ -18,6 +18,10 @@
  *   (ferry_projector_begin_create: generation, resume), then one WAL sync
  *   makes them all durable, so a crash after a POST left always finds the
  *   intent and the next run looks the record up before posting again.
+ *   That write and sync run on the writer thread while the loop goes on
+ *   with the calls already queued; the chunk's calls are gated until it is
+ *   done (fill polls it, and waits for it only when nothing else is on the
+ *   wire), so a walk does not stall the network for a disk sync.
  *   At most `concurrency` calls are in flight (a call waiting to retry
  *   counts). NONE calls (dirty but equal) are recorded without a request.
  *   A recorded create can make its referrers dirty again (they can now point
@@ -46,6 +50,7 @@ typedef struct job {
   char idem[33];
   bool resume;
   bool intent; /* CREATE: begin_create done */
+  bool gated;  /* its intent is in the write that intents_writing waits for */
 } job;
 
 struct ferry_sync {
@@ -69,6 +74,7 @@ struct ferry_sync {
   struct event *kick; /* deferred advance and the done callback */
   struct event *flush; /* end of a loop turn: write the turn's outcomes */
   bool flush_due;
+  bool intents_writing; /* a chunk's intents are being written and synced */
   ferry_sync_done_fn done;
   void *done_arg;
 };
@@ -149,14 +155,36 @@ static void begin_creates(ferry_sync *s, job *from) {
       fail(s, st, &err);
       return;
     }
-    j->intent = any = true;
+    j->intent = j->gated = any = true;
     if (k == FERRY_CALL_CREATE)
       ferry_cloud_idempotency_key(j->idem, s->customer, j->call->entity, j->call->key, gen);
   }
   if (any) {
-    ferry_status st = ferry_projector_flush(s->p, true, &err);
+    ferry_status st = ferry_projector_flush_start(s->p, true, &err);
     if (st) fail(s, st, &err);
+    else s->intents_writing = true;
   }
+}
+
+/* Whether the gated calls may go: their intents are on disk. While the
+ * write runs and other calls are on the wire, their answers (or a short
+ * timer) bring us back; with nothing else to do, wait for it. */
+static bool intents_durable(ferry_sync *s) {
+  ferry_error err;
+  bool busy = false;
+  ferry_status st = ferry_projector_flush_poll(s->p, &busy, &err);
+  if (!st && busy && s->in_flight > 0) {
+    struct timeval soon = {0, 1000};
+    event_add(s->kick, &soon); /* a call waiting to retry may answer late */
+    return false;
+  }
+  if (!st && busy) st = ferry_projector_flush(s->p, false, &err);
+  if (st) {
+    fail(s, st, &err);
+    return false;
+  }
+  s->intents_writing = false;
+  return true;
 }
 
 /* Writes the outcomes recorded so far (one batch for all of them). */
@@ -176,15 +204,23 @@ static void flush_soon(ferry_sync *s) {
 }
 
 /* The turn's outcomes go to the writer thread; the next flush, or the
- * walk's, waits for them. */
+ * walk's, waits for them. While the writer is still busy (a chunk's
+ * intents and their sync), they wait in the group and we look again soon. */
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
   ferry_sync *s = arg;
   ferry_error err;
+  bool busy = false;
   (void)fd;
   (void)what;
   if (!s->flush_due) return;
+  ferry_status st = ferry_projector_flush_poll(s->p, &busy, &err);
+  if (!st && busy) {
+    struct timeval soon = {0, 1000};
+    event_add(s->flush, &soon);
+    return;
+  }
   s->flush_due = false;
-  ferry_status st = ferry_projector_flush_start(s->p, &err);
+  if (!st) st = ferry_projector_flush_start(s->p, false, &err);
   if (st) {
     fail(s, st, &err);
     advance(s);
@@ -326,6 +362,7 @@ static void fill(ferry_sync *s) {
   while (s->qhead && !s->st && !s->stopping) {
     job *j = s->qhead;
     if (j->call->kind != FERRY_CALL_NONE && s->in_flight >= s->limit) return;
+    if (j->gated && s->intents_writing && !intents_durable(s)) return;
     s->qhead = j->next;
     if (!s->qhead) s->qtail = NULL;
     s->nqueued--;

@@ -120,6 +120,7 @@ struct ferry_wbatch {
   pthread_t thread;               /* commit_start's writer */
   ferry_bwriter *via;             /* or the writer thread it was handed to */
   ferry_wbatch *qnext;            /* in via's queue */
+  bool via_sync;                  /* via writes it with a WAL sync */
   bool committing;
   ferry_status commit_st;
   ferry_error commit_err;
@@ -395,7 +396,7 @@ static void *bwriter_main(void *arg) {
     if (!b) break; /* stopping, and nothing left */
     pthread_mutex_unlock(&w->mu);
     ferry_error err;
-    ferry_status st = commit_write(b, false, &err);
+    ferry_status st = commit_write(b, b->via_sync, &err);
     pthread_mutex_lock(&w->mu);
     w->head = b->qnext;
     if (!w->head) w->tail = NULL;
@@ -417,7 +418,8 @@ ferry_bwriter *ferry_bwriter_create(void) {
   return w;
 }
 
-ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, ferry_error *err) {
+ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, bool sync,
+                                        ferry_error *err) {
   if (!w || !b) return ferry_error_set(err, FERRY_EINVAL, "ferry_bwriter_commit_start: no batch");
   ferry_status st = commit_check(b, err);
   if (st) return st;
@@ -425,9 +427,10 @@ ferry_status ferry_bwriter_commit_start(ferry_bwriter *w, ferry_wbatch *b, ferry
   if (!w->started && pthread_create(&w->thread, NULL, bwriter_main, w) == 0) w->started = true;
   if (!w->started) { /* no thread: write here */
     pthread_mutex_unlock(&w->mu);
-    return commit_write(b, false, err);
+    return commit_write(b, sync, err);
   }
   b->via = w;
+  b->via_sync = sync;
   b->qnext = NULL;
   b->committing = true;
   if (w->tail)
@@ -451,6 +454,15 @@ void ferry_bwriter_destroy(ferry_bwriter *w) {
   pthread_cond_destroy(&w->work);
   pthread_mutex_destroy(&w->mu);
   free(w);
+}
+
+bool ferry_wbatch_commit_done(ferry_wbatch *b) {
+  if (!b) return true;
+  if (!b->via) return !b->committing; /* a commit_start thread: only a join knows */
+  pthread_mutex_lock(&b->via->mu);
+  bool done = !b->committing;
+  pthread_mutex_unlock(&b->via->mu);
+  return done;
 }
 
 ferry_status ferry_wbatch_commit_wait(ferry_wbatch *b, ferry_error *err) {

@@ -331,13 +331,13 @@ ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *e
   return st;
 }
 
-ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err) {
+ferry_status ferry_projector_flush_start(ferry_projector *p, bool sync, ferry_error *err) {
   ferry_status st = wait_writing(p, err);
   if (st || !p->group) return st;
   if (!p->writer && !(p->writer = ferry_bwriter_create()))
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   if (!st && !(st = proj_state_put(p, p->group, err)))
-    st = ferry_bwriter_commit_start(p->writer, p->group, err);
+    st = ferry_bwriter_commit_start(p->writer, p->group, sync, err);
   if (st) {
     group_drop(p);
     return st;
@@ -345,6 +345,11 @@ ferry_status ferry_projector_flush_start(ferry_projector *p, ferry_error *err) {
   p->writing = p->group;
   p->group = NULL;
   return FERRY_OK;
+}
+
+ferry_status ferry_projector_flush_poll(ferry_projector *p, bool *busy, ferry_error *err) {
+  *busy = p->writing && !ferry_wbatch_commit_done(p->writing);
+  return *busy ? FERRY_OK : wait_writing(p, err);
 }
 
 ferry_status ferry_projector_group_end(ferry_projector *p, ferry_error *err) {
