@@ -50,7 +50,7 @@ typedef struct job {
   char idem[33];
   bool resume;
   bool intent; /* CREATE: begin_create done */
-  bool gated;  /* its intent is in the write that intents_writing waits for */
+  unsigned gate; /* the intents write its call waits for (0: none) */
 } job;
 
 struct ferry_sync {
@@ -74,7 +74,7 @@ struct ferry_sync {
   struct event *kick; /* deferred advance and the done callback */
   struct event *flush; /* end of a loop turn: write the turn's outcomes */
   bool flush_due;
-  bool intents_writing; /* a chunk's intents are being written and synced */
+  unsigned intents_written, intents_durable; /* chunk intent writes: started, known on disk */
   ferry_sync_done_fn done;
   void *done_arg;
 };
@@ -155,21 +155,22 @@ static void begin_creates(ferry_sync *s, job *from) {
       fail(s, st, &err);
       return;
     }
-    j->intent = j->gated = any = true;
+    j->intent = any = true;
+    j->gate = s->intents_written + 1;
     if (k == FERRY_CALL_CREATE)
       ferry_cloud_idempotency_key(j->idem, s->customer, j->call->entity, j->call->key, gen);
   }
   if (any) {
     ferry_status st = ferry_projector_flush_start(s->p, true, &err);
     if (st) fail(s, st, &err);
-    else s->intents_writing = true;
+    else s->intents_written++;
   }
 }
 
 /* Whether the gated calls may go: their intents are on disk. While the
  * write runs and other calls are on the wire, their answers (or a short
  * timer) bring us back; with nothing else to do, wait for it. */
-static bool intents_durable(ferry_sync *s) {
+static bool intents_on_disk(ferry_sync *s) {
   ferry_error err;
   bool busy = false;
   ferry_status st = ferry_projector_flush_poll(s->p, &busy, &err);
@@ -183,7 +184,7 @@ static bool intents_durable(ferry_sync *s) {
     fail(s, st, &err);
     return false;
   }
-  s->intents_writing = false;
+  s->intents_durable = s->intents_written;
   return true;
 }
 
@@ -362,7 +363,7 @@ static void fill(ferry_sync *s) {
   while (s->qhead && !s->st && !s->stopping) {
     job *j = s->qhead;
     if (j->call->kind != FERRY_CALL_NONE && s->in_flight >= s->limit) return;
-    if (j->gated && s->intents_writing && !intents_durable(s)) return;
+    if (j->gate > s->intents_durable && !intents_on_disk(s)) return;
     s->qhead = j->next;
     if (!s->qhead) s->qtail = NULL;
     s->nqueued--;
