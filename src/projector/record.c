@@ -333,7 +333,8 @@ ferry_status ferry_projector_flush(ferry_projector *p, bool sync, ferry_error *e
 
 ferry_status ferry_projector_flush_start(ferry_projector *p, bool sync, ferry_error *err) {
   ferry_status st = wait_writing(p, err);
-  if (st || !p->group) return st;
+  if (st) return st;
+  if (!p->group) return sync ? ferry_store_sync_wal(p->store, err) : FERRY_OK; /* as flush does */
   if (!p->writer && !(p->writer = ferry_bwriter_create()))
     st = ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   if (!st && !(st = proj_state_put(p, p->group, err)))
