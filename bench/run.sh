@@ -47,8 +47,13 @@ export FERRY_BUILD_DIR=$build
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$log"
 # bench NAME COMMAND...: runs one benchmark, its output to the terminal (stderr) and the log
+# Each starts on a settled disk: the one before deletes gigabytes of table files, and their
+# writeback and discards (the root file system is mounted with online discard here) went on
+# into the next benchmark and slowed its reads (the projector's one-change times at 1M: 0.25 /
+# 0.36 ms right after the ingest benchmark, 0.21 / 0.28 ms alone).
 bench() {
   local name=$1; shift
+  sync; sleep 5
   echo "== $name: $*" | tee -a "$log" >&2
   local t0=$SECONDS
   "$@" 2>&1 | tee "$work/$name.out" | tee -a "$log" >&2
