@@ -11,7 +11,8 @@
  *   the index family included: besides its prefix scans, a fold reads it by
  *   key (an entity's key by its root row, the marker saying a target was
  *   ever referred to), and those reads mostly miss. Without a filter each
- *   miss searched every level's table (fold at 1M entities: +5%).
+ *   miss searched every level's table (at 1M entities the filter made the
+ *   fold 10% faster and one change 15% cheaper).
  * - LZ4 everywhere: cheap enough to stay off the ingest critical path.
  * - one shared block cache and a global memtable budget, so nine families do
  *   not each claim their own.
