@@ -153,16 +153,18 @@ ferry_status proj_mirror_row(ferry_projector *p, ferry_wbatch *b, const char *ta
   ferry_status st = proj_get(p, b, FERRY_CF_MIRROR, &k, &val, &vlen, err);
   if (st == FERRY_ENOTFOUND) return FERRY_OK;
   if (st) return st;
-  Ferry__V1__MirrorRow *mr = ferry__v1__mirror_row__unpack(NULL, vlen, (const uint8_t *)val);
+  /* a row only read as JSON is unpacked into the scratch arena */
+  ProtobufCAllocator scratch = proj_scratch_allocator(&p->row_scratch);
+  Ferry__V1__MirrorRow *mr =
+      ferry__v1__mirror_row__unpack(mrout ? NULL : &scratch, vlen, (const uint8_t *)val);
   free(val);
-  if (!mr) return ferry_error_set(err, FERRY_ECORRUPT, "mirror row %s/%s does not decode", table, key);
-  if (!mr->deleted && !(*row = ferry_pb_row_to_json(mr->row, mr->n_row))) {
-    ferry__v1__mirror_row__free_unpacked(mr, NULL);
-    return ferry_error_set(err, FERRY_ENOMEM, "out of memory reading a row");
-  }
-  if (mrout) *mrout = mr;
-  else ferry__v1__mirror_row__free_unpacked(mr, NULL);
-  return FERRY_OK;
+  if (!mr) st = ferry_error_set(err, FERRY_ECORRUPT, "mirror row %s/%s does not decode", table, key);
+  else if (!mr->deleted && !(*row = ferry_pb_row_to_json(mr->row, mr->n_row)))
+    st = ferry_error_set(err, FERRY_ENOMEM, "out of memory reading a row");
+  if (mrout && !st) *mrout = mr;
+  else if (mrout && mr) ferry__v1__mirror_row__free_unpacked(mr, NULL);
+  if (!mrout) arena_reset(&p->row_scratch);
+  return st;
 }
 
 typedef proj_src src_ctx;
@@ -858,14 +860,11 @@ static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *un
   /* A batch is bounded in events and in bytes (two are in memory at once). */
   while (n < p->fold_batch && seq < to && ferry_wbatch_bytes(c.b) < FOLD_BATCH_BYTES &&
          (r = ferry_log_iter_next(it, &seq, &ev, &len)) == 1) {
-    Ferry__V1__Event *e = ferry__v1__event__unpack(NULL, len, ev);
-    if (!e || !e->change) {
-      if (e) ferry__v1__event__free_unpacked(e, NULL);
-      st = ferry_error_set(err, FERRY_ECORRUPT, "event %llu does not decode", (unsigned long long)seq);
-      goto done;
-    }
-    st = apply_change(&c, seq, e->change);
-    ferry__v1__event__free_unpacked(e, NULL);
+    ProtobufCAllocator scratch = proj_scratch_allocator(&p->ev_scratch);
+    Ferry__V1__Event *e = ferry__v1__event__unpack(&scratch, len, ev);
+    if (e && e->change) st = apply_change(&c, seq, e->change);
+    else st = ferry_error_set(err, FERRY_ECORRUPT, "event %llu does not decode", (unsigned long long)seq);
+    arena_reset(&p->ev_scratch); /* nothing keeps a pointer into the event */
     if (st) goto done;
     n++;
   }

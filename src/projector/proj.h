@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "common/arena.h"
 #include "ferry/mapping.h"
 #include "ferry/projector.h"
 #include "ferry/store.h"
@@ -46,7 +47,14 @@ struct ferry_projector {
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
   bool none_applied;       /* during a long fold: the customer had no applied record at its
                             * start, and a fold runs alone, so none appears while it runs */
+  /* a fold's throwaway protobuf messages (an event while it is applied, a
+   * mirror row while it becomes JSON): unpacked into these and dropped
+   * whole, instead of a malloc and a free per string and column */
+  arena ev_scratch, row_scratch;
 };
+
+/* protobuf-c allocates through this from an arena (free does nothing). */
+ProtobufCAllocator proj_scratch_allocator(arena *a);
 
 /* A planned call's state (ferry_call.state): the entity's records as the
  * plan read them. The applier hooks use them instead of reading again, and

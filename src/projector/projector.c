@@ -210,11 +210,20 @@ done:
   return st;
 }
 
+static void *scratch_alloc(void *a, size_t n) { return arena_alloc(a, n, 16); }
+static void scratch_free(void *a, void *ptr) { (void)a, (void)ptr; }
+
+ProtobufCAllocator proj_scratch_allocator(arena *a) {
+  return (ProtobufCAllocator){scratch_alloc, scratch_free, a};
+}
+
 void ferry_projector_close(ferry_projector *p) {
   if (!p) return;
   ferry_wbatch_destroy(p->writing); /* waits: it is being written */
   ferry_bwriter_destroy(p->writer);
   ferry_wbatch_destroy(p->group); /* pending outcomes are dropped, as a crash would */
+  arena_free(&p->ev_scratch);
+  arena_free(&p->row_scratch);
   free(p->customer);
   free(p->id_field);
   free(p->ext_field);
