@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config git
       librocksdb-dev rocksdb-tools
       libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
       libevent-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libxxhash-dev
+      libgoogle-perftools-dev
       libcmocka-dev clang libclang-rt-14-dev
       wrk curl procps psmisc nodejs npm)
 

@@ -45,16 +45,25 @@ typedef enum ferry_cf {
   FERRY_CF_COUNT
 } ferry_cf;
 
-/* Process-wide malloc settings for a process that folds (glibc): keeps
- * RocksDB's memtable blocks from fragmenting the heap, so memory stays near
- * the store's budget. ferry_projector_open calls it (once per process);
- * a process that only ingests does not need it, and appends run ~5%
- * faster without the fixed mmap threshold. */
+/* Process-wide malloc settings for a process that folds: keeps RocksDB's
+ * memtable blocks from fragmenting the heap (glibc), and bounds tcmalloc's
+ * per-thread caches, so memory stays near the store's budget.
+ * ferry_projector_open calls it (once per process); a process that only
+ * ingests does not need it, and with glibc appends run ~5% faster without
+ * the fixed mmap threshold. */
 void ferry_store_tune_process(void);
-/* Hands freed heap memory back to the system (glibc: malloc_trim). A fold
- * calls it after each batch: the batches and flushed memtables leave holes
- * between longer-lived allocations that the heap cannot shrink past. */
+/* Hands freed heap memory back to the system (glibc: malloc_trim; nothing
+ * with tcmalloc, see below). A long fold calls it after each batch: the
+ * batches and flushed memtables leave holes between longer-lived
+ * allocations that the heap cannot shrink past. */
 void ferry_store_release_memory(void);
+/* Brackets a long fold (nestable, thread-safe). With tcmalloc, while one
+ * runs, pages freed are returned to the system at once (each flushed
+ * memtable frees 32-64 MiB): this keeps a fold within the memory budget.
+ * Outside them tcmalloc keeps freed pages for reuse, which is what makes a
+ * single change fast. Nothing with glibc. */
+void ferry_store_bulk_memory_begin(void);
+void ferry_store_bulk_memory_end(void);
 
 /*
  * Opens (creating if needed) the store in dir. In FERRY_STORE_WRITE mode a

@@ -12,7 +12,9 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
-#ifdef __GLIBC__
+#if defined(FERRY_HAVE_TCMALLOC)
+#include <gperftools/malloc_extension_c.h>
+#elif defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include <stdio.h>
@@ -265,13 +267,45 @@ ferry_status ferry_store_head_seq(ferry_store *s, const char *customer, uint64_t
 
 
 void ferry_store_release_memory(void) {
-#ifdef __GLIBC__
+#if !defined(FERRY_HAVE_TCMALLOC) && defined(__GLIBC__)
   malloc_trim(0);
 #endif
 }
 
+#if defined(FERRY_HAVE_TCMALLOC)
+static pthread_mutex_t bulk_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned bulk_folds;
+
+static void bulk_memory(int delta) {
+  pthread_mutex_lock(&bulk_mu);
+  unsigned before = bulk_folds;
+  bulk_folds = (unsigned)((int)bulk_folds + delta);
+  /* measured at 1M entities: peak RSS 305 MiB without, 222 MiB with; one
+   * change 0.20 ms with it off, 0.24 ms with it on */
+  if ((before == 0) != (bulk_folds == 0))
+    MallocExtension_SetNumericProperty("tcmalloc.aggressive_memory_decommit", bulk_folds > 0);
+  pthread_mutex_unlock(&bulk_mu);
+}
+#endif
+
+void ferry_store_bulk_memory_begin(void) {
+#if defined(FERRY_HAVE_TCMALLOC)
+  bulk_memory(+1);
+#endif
+}
+
+void ferry_store_bulk_memory_end(void) {
+#if defined(FERRY_HAVE_TCMALLOC)
+  bulk_memory(-1);
+#endif
+}
+
 static void tune_once(void) {
-#ifdef __GLIBC__
+#if defined(FERRY_HAVE_TCMALLOC)
+  /* tcmalloc's default lets threads cache 32 MiB of freed objects between
+   * them; 4 MiB costs nothing measurable and keeps them out of the budget */
+  MallocExtension_SetNumericProperty("tcmalloc.max_total_thread_cache_bytes", 4u << 20);
+#elif defined(__GLIBC__)
   /* glibc raises its mmap threshold each time an mmapped block is freed, so
    * after the first flushed memtable, RocksDB's multi-MiB arena blocks come
    * from the heap, between small objects that outlive them: freed, they

@@ -912,6 +912,8 @@ static ferry_status finish(ferry_wbatch **b, ferry_status st, ferry_error *err) 
  * beside a fold), so nothing is applied until it ends. Short folds skip the
  * seek. */
 #define FOLD_CHECK_APPLIED 1000
+/* A fold of more events than this runs in the store's bulk memory mode. */
+#define FOLD_BULK_MEMORY 10000
 
 static ferry_status check_none_applied(ferry_projector *p, ferry_error *err) {
   ferry_kv_iter *it = NULL;
@@ -934,6 +936,8 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
   ferry_status st = FERRY_OK;
   if (limit > start && limit - start > FOLD_CHECK_APPLIED && (st = check_none_applied(p, err)))
     return st;
+  bool bulk = limit > start && limit - start > FOLD_BULK_MEMORY;
+  if (bulk) ferry_store_bulk_memory_begin();
   while (p->folded_seq < limit) {
     st = fold_batch(p, limit, writing, &b, err);
     if (writing) {
@@ -951,6 +955,7 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
   }
   if (writing) st = finish(&writing, st, err);
   ferry_wbatch_destroy(b);
+  if (bulk) ferry_store_bulk_memory_end();
   p->none_applied = false;
   if (st) proj_state_load(p, NULL); /* the checkpoint is the last batch written */
   if (folded) *folded = p->folded_seq - start;
