@@ -136,11 +136,13 @@ static ferry_status diff_fields(ferry_call *c, const json_t *applied) {
   json_t *v;
   size_t n = 0, cap = json_object_size(c->resolved) + (applied ? json_object_size(applied) : 0);
   c->fields = calloc(cap ? cap : 1, sizeof *c->fields);
-  c->body = json_object();
+  /* everything is sent: the body is the resolved payload itself */
+  c->body = applied ? json_object() : json_incref(c->resolved);
   if (!c->fields || !c->body) return FERRY_ENOMEM;
   json_object_foreach(c->resolved, k, v) {
     if (applied && !values_differ(v, json_object_get(applied, k))) continue;
-    if (!(c->fields[n++] = strdup(k)) || json_object_set(c->body, k, v)) return FERRY_ENOMEM;
+    if (!(c->fields[n++] = strdup(k)) || (applied && json_object_set(c->body, k, v)))
+      return FERRY_ENOMEM;
   }
   if (applied) /* fields the mapping no longer has: cleared */
     json_object_foreach((json_t *)applied, k, v) {
