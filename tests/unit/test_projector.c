@@ -522,6 +522,15 @@ static int record_ok(void *arg, ferry_call **cp) {
   return 0;
 }
 
+/* Syncs every planned call, each accepted by the cloud, in one write group. */
+static void sync_all_ok(recorder *r) {
+  ferry_error err;
+  assert_int_equal(ferry_projector_group_begin(r->p, &err), FERRY_OK);
+  for (unsigned ph = 0; ph < ferry_projector_phases(r->p); ph++)
+    assert_int_equal(ferry_projector_plan_phase(r->p, ph, NULL, record_ok, r, &err), FERRY_OK);
+  assert_int_equal(ferry_projector_group_end(r->p, &err), FERRY_OK);
+}
+
 /* ferryd keeps a customer's projector open and syncs each change as it
  * comes: the dirty marks those syncs clear must not pile up as deletion
  * markers that every later plan steps over. */
@@ -530,7 +539,6 @@ static void test_cleared_marks_do_not_pile_up(void **state) {
   enum { SYNCS = 600 };
   ferry_projector *p = open_proj("tidy", 0);
   recorder r = {p, 0};
-  ferry_error err;
   for (unsigned i = 1; i <= SYNCS; i++) {
     gen_change ch = {.table = "Orgs", .version = 1}; /* a new org each time: a mark of its own */
     snprintf(ch.key, sizeof ch.key, "%u", i);
@@ -539,10 +547,7 @@ static void test_cleared_marks_do_not_pile_up(void **state) {
     append("tidy", &ch, 0, 1);
     json_decref(ch.row);
     fold(p);
-    assert_int_equal(ferry_projector_group_begin(p, &err), FERRY_OK);
-    for (unsigned ph = 0; ph < ferry_projector_phases(p); ph++)
-      assert_int_equal(ferry_projector_plan_phase(p, ph, NULL, record_ok, &r, &err), FERRY_OK);
-    assert_int_equal(ferry_projector_group_end(p, &err), FERRY_OK);
+    sync_all_ok(&r);
   }
   assert_int_equal(r.n, SYNCS);
   rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
@@ -582,13 +587,9 @@ static void test_long_fold_after_sync_reads_applied(void **state) {
   enum { ORGS = 1200 }; /* each step is a fold longer than the 1,000 that checks applied state */
   ferry_projector *p = open_proj("undo", 500);
   recorder r = {p, 0};
-  ferry_error err;
   append_orgs("undo", ORGS, 1, "org");
   fold(p);
-  assert_int_equal(ferry_projector_group_begin(p, &err), FERRY_OK);
-  for (unsigned ph = 0; ph < ferry_projector_phases(p); ph++)
-    assert_int_equal(ferry_projector_plan_phase(p, ph, NULL, record_ok, &r, &err), FERRY_OK);
-  assert_int_equal(ferry_projector_group_end(p, &err), FERRY_OK);
+  sync_all_ok(&r);
   assert_int_equal(r.n, ORGS);
   append_orgs("undo", ORGS, 2, "renamed"); /* folded in batches of 500: dirty, */
   append_orgs("undo", ORGS, 3, "org");     /* then clean again */
