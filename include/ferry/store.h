@@ -218,6 +218,23 @@ ferry_wbatch *ferry_wbatch_create_indexed(ferry_store *s, const char *customer,
  * its own writes and before the store: under is an earlier batch whose
  * commit is still running. under must not change and must outlive its use. */
 void ferry_wbatch_read_through(ferry_wbatch *b, ferry_wbatch *under);
+/*
+ * A write filter, for a long run of indexed batches over families that are
+ * empty for the customer when it is made (a first fold, a replay): it
+ * remembers the keys and index scan prefixes those batches wrote, and a
+ * read through a batch that uses it, of a key (or scan of a prefix) it has
+ * never seen in one of those families, is answered "not found" without the
+ * store. The caller guarantees the families were empty and that, while the
+ * filter is in use, every write of the customer to them goes through a
+ * batch that uses it. families: bit (1 << cf) per family; bytes: its size
+ * (8 bits per key keeps false positives, which cost only the read, to a few
+ * percent). NULL when out of memory.
+ */
+typedef struct ferry_wfilter ferry_wfilter;
+ferry_wfilter *ferry_wfilter_create(size_t bytes, unsigned families);
+void ferry_wfilter_destroy(ferry_wfilter *f);
+/* Makes indexed batch b read with (and commit into) f; NULL: no filter. */
+void ferry_wbatch_use_filter(ferry_wbatch *b, ferry_wfilter *f);
 /* sync: wait for the WAL to reach the disk. */
 ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err);
 /* Starts writing b (not synced) on a thread of its own and returns at once;

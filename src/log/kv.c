@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 
+#include "common/bloom.h"
 #include "common/strmap.h"
 #include "log/store_impl.h"
 
@@ -117,6 +118,7 @@ struct ferry_wbatch {
   ferry_scan_prefix_fn scan_prefix; /* indexed: the prefix an index key is scanned by */
   strmap groups;                  /* indexed: scan prefix -> scan_group* */
   ferry_wbatch *under;            /* being committed: read after this batch */
+  ferry_wfilter *filter;          /* indexed: what batches wrote before this one */
   pthread_t thread;               /* commit_start's writer */
   ferry_bwriter *via;             /* or the writer thread it was handed to */
   ferry_wbatch *qnext;            /* in via's queue */
@@ -126,6 +128,60 @@ struct ferry_wbatch {
   ferry_error commit_err;
   ferry_error err;                /* the first problem; reported by commit */
 };
+
+/*
+ * A fold that starts from an empty projection reads mostly keys that do not
+ * exist yet (a new row, a new entity, the phones of a new contact): each
+ * such read went through every memtable and level of the store, and each
+ * collect scan opened an iterator, to find nothing. The filter remembers
+ * every key (and index scan prefix) that a batch using it handed to the
+ * store; a read of a key it has never seen, in a family that was empty
+ * when it was made, does not go to the store. A batch's keys enter the
+ * filter when its commit starts, before any of them can be in the store;
+ * the batch's own writes, and those of the batch it reads through, are in
+ * their overlays. A false positive only costs the read it would have made.
+ */
+struct ferry_wfilter {
+  bloom keys;
+  unsigned families; /* bit cf: the family was empty for the customer */
+};
+
+ferry_wfilter *ferry_wfilter_create(size_t bytes, unsigned families) {
+  ferry_wfilter *f = calloc(1, sizeof *f);
+  if (!f || !bloom_init(&f->keys, bytes)) {
+    free(f);
+    return NULL;
+  }
+  f->families = families;
+  return f;
+}
+
+void ferry_wfilter_destroy(ferry_wfilter *f) {
+  if (!f) return;
+  bloom_free(&f->keys);
+  free(f);
+}
+
+static bool filtered(const ferry_wfilter *f, ferry_cf cf) {
+  return f && (f->families & (1u << cf));
+}
+
+/* Enters b's keys (point keys are family byte + key, hashed as the point
+ * map hashed them) and index scan prefixes into its filter. */
+static void filter_admit(ferry_wbatch *b) {
+  ferry_wfilter *f = b->filter;
+  if (!f) return;
+  for (size_t i = 0; i < b->point.count; i++) {
+    const strmap_entry *e = &b->point.entries[i];
+    if (filtered(f, (ferry_cf)(uint8_t)e->key[0])) bloom_add(&f->keys, e->hash);
+  }
+  if (filtered(f, FERRY_CF_INDEX))
+    for (size_t i = 0; i < b->groups.count; i++) bloom_add(&f->keys, b->groups.entries[i].hash);
+}
+
+void ferry_wbatch_use_filter(ferry_wbatch *b, ferry_wfilter *f) {
+  if (b && b->indexed) b->filter = f;
+}
 
 static ferry_wbatch *wbatch_new(ferry_store *s, const char *customer, ferry_scan_prefix_fn sp,
                                 bool indexed) {
@@ -295,11 +351,14 @@ size_t ferry_wbatch_bytes(const ferry_wbatch *b) {
   return size;
 }
 
+/* Whether b may be committed now; if so, its keys enter its filter (every
+ * commit path checks first, before any key can reach the store). */
 static ferry_status commit_check(ferry_wbatch *b, ferry_error *err) {
   if (b->err.code) return ferry_error_set(err, b->err.code, "%s", b->err.msg);
   if (b->s->mode != FERRY_STORE_WRITE)
     return ferry_error_set(err, FERRY_EINVAL, "the store is open read-only");
   if (b->committing) return ferry_error_set(err, FERRY_EINVAL, "the batch is being committed");
+  filter_admit(b);
   return FERRY_OK;
 }
 
@@ -495,13 +554,16 @@ void ferry_wbatch_destroy(ferry_wbatch *b) {
 /* The latest write of (cf, key) in b or the batches under it, or NULL; *in
  * the batch holding it. */
 static const ov_val *overlay_find(const ferry_wbatch *b, ferry_cf cf, const void *key, size_t klen,
-                                  const ferry_wbatch **in) {
+                                  const ferry_wbatch **in, uint64_t *hashp, bool *hashed) {
   char kb[1 + 4096], *k = kb;
+  *hashed = false;
   if (klen + 1 > sizeof kb && !(k = malloc(klen + 1))) return NULL;
   k[0] = (char)cf;
   if (klen) memcpy(k + 1, key, klen);
   const ov_val *v = NULL;
   uint64_t hash = strmap_hash(k, klen + 1);
+  *hashp = hash;
+  *hashed = true;
   for (; b && !v; b = b->under) {
     const strmap_entry *e = strmap_get_hashed(&b->point, k, klen + 1, hash);
     if (e) {
@@ -518,7 +580,14 @@ ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, siz
   if (!b || (unsigned)cf >= FERRY_CF_COUNT || !val || !vlen || (!key && klen))
     return ferry_error_set(err, FERRY_EINVAL, "ferry_wbatch_get: invalid arguments");
   const ferry_wbatch *in = NULL;
-  const ov_val *v = b->indexed ? overlay_find(b, cf, key, klen, &in) : NULL;
+  uint64_t hash = 0;
+  bool hashed = false;
+  const ov_val *v = b->indexed ? overlay_find(b, cf, key, klen, &in, &hash, &hashed) : NULL;
+  if (!v && hashed && filtered(b->filter, cf) && !bloom_maybe(&b->filter->keys, hash)) {
+    *val = NULL;
+    *vlen = 0;
+    return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+  }
   if (!v) return kv_read(b->s, cf, &b->p, key, klen, val, vlen, err);
   *val = NULL;
   *vlen = 0;
@@ -631,7 +700,9 @@ ferry_status ferry_wbatch_scan(ferry_wbatch *b, const void *prefix, size_t plen,
   /* A new iterator per scan: one kept for the batch's life sees the store as of its making,
    * and steps one by one over every key written since in the range it seeks into (the
    * batch under it lands tens of thousands): a fold took five times as long. */
-  ferry_status st = scan_store(b, prefix, plen, &l, &copies, err);
+  ferry_status st = FERRY_OK;
+  if (!filtered(b->filter, FERRY_CF_INDEX) || bloom_maybe(&b->filter->keys, strmap_hash(prefix, plen)))
+    st = scan_store(b, prefix, plen, &l, &copies, err);
   /* the batches' writes, oldest first: under's, then b's */
   const ferry_wbatch *layers[2];
   size_t nl = 0, order = 1;

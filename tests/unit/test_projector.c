@@ -231,6 +231,10 @@ static void assert_same(json_t *want, json_t *got, const char *what, unsigned se
 
 /* --------------------------------------------------------- the generator --- */
 
+/* Multiplies the generator's key ranges (1: a few keys per table, so changes
+ * pile onto the same rows; more: many rows, most new when first folded). */
+static unsigned SCALE = 1;
+
 static unsigned rnd(unsigned *s) {
   *s = *s * 1103515245u + 12345u;
   return (*s >> 16) & 0x7fff;
@@ -242,17 +246,17 @@ static json_t *gen_row(unsigned *s, const char *table, const char *key) {
   if (strcmp(table, "Suburbs") == 0)
     return json_pack("{s:s}", "Name", (const char *[]){"Newtown", "Glebe", "Ultimo"}[rnd(s) % 3]);
   if (strcmp(table, "Phones") == 0) {
-    json_t *r = json_pack("{s:i, s:s, s:i}", "ContactID", (int)(rnd(s) % 6 + 1), "Number",
+    json_t *r = json_pack("{s:i, s:s, s:i}", "ContactID", (int)(rnd(s) % (6 * SCALE) + 1), "Number",
                           rnd(s) % 2 ? "(02) 555-0101" : "0400 000 111", "Position", (int)(rnd(s) % 3));
-    if (rnd(s) % 2) json_object_set_new(r, "SuburbID", json_integer(rnd(s) % 4 + 1));
+    if (rnd(s) % 2) json_object_set_new(r, "SuburbID", json_integer(rnd(s) % (4 * SCALE) + 1));
     if (rnd(s) % 5 == 0) json_object_set_new(r, "Position", json_null());
     return r;
   }
   json_t *r = json_pack("{s:s, s:s, s:b, s:s}", "First", key, "Last", rnd(s) % 2 ? "Lee" : "Ng",
                         "IsArchived", rnd(s) % 4 == 0, "Kind", rnd(s) % 6 == 0 ? "x" : "y");
   json_object_set_new(r, "Score", rnd(s) % 3 ? json_real((rnd(s) % 100) / 7.0) : json_string("12"));
-  json_object_set_new(r, "SuburbID", rnd(s) % 4 ? json_integer(rnd(s) % 4 + 1) : json_null());
-  json_object_set_new(r, "OrgID", json_integer(rnd(s) % 3 + 1));
+  json_object_set_new(r, "SuburbID", rnd(s) % 4 ? json_integer(rnd(s) % (4 * SCALE) + 1) : json_null());
+  json_object_set_new(r, "OrgID", json_integer(rnd(s) % (3 * SCALE) + 1));
   json_object_set_new(r, "Street", rnd(s) % 3 ? json_string("1 Main St") : json_null());
   json_object_set_new(r, "Tag", rnd(s) % 3 ? json_string((const char *[]){"a", "b", "c"}[rnd(s) % 3]) : json_null());
   return r;
@@ -268,7 +272,7 @@ static gen_change *gen_stream(unsigned seed, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned t = rnd(&s) % 6;
     c[i].table = tables[t];
-    snprintf(c[i].key, sizeof c[i].key, "%u", rnd(&s) % keys[t] + 1);
+    snprintf(c[i].key, sizeof c[i].key, "%u", rnd(&s) % (keys[t] * SCALE) + 1);
     char vk[64];
     snprintf(vk, sizeof vk, "%s/%s", c[i].table, c[i].key);
     uint64_t v = (uint64_t)json_integer_value(json_object_get(versions, vk));
@@ -383,6 +387,25 @@ static int teardown(void **state) {
 #define SEEDS 200
 #define CHANGES 160
 
+/* Checks customer's desired state and dirty set against the model of c[0, n). */
+static void assert_matches_model(const char *customer, gen_change *c, size_t n, const char *what,
+                                 unsigned seed) {
+  json_t *rows = json_object();
+  for (size_t k = 0; k < n; k++) model_apply(rows, &c[k]);
+  json_t *want = model_desired(rows), *dirty = json_object();
+  json_t *got = store_desired(customer, dirty);
+  assert_same(want, got, what, seed);
+  /* nothing was applied: exactly the desired entities are dirty */
+  const char *k;
+  json_t *v;
+  json_object_foreach(want, k, v) json_object_set_new(want, k, json_true());
+  assert_same(want, dirty, "dirty set", seed);
+  json_decref(want);
+  json_decref(got);
+  json_decref(dirty);
+  json_decref(rows);
+}
+
 /* Incremental folds in random batch sizes equal a from-scratch derive. */
 static void test_incremental_equals_scratch(void **state) {
   (void)state;
@@ -392,31 +415,49 @@ static void test_incremental_equals_scratch(void **state) {
     gen_change *c = gen_stream(seed, CHANGES);
     unsigned s = seed * 7919u;
     ferry_projector *p = open_proj(customer, 1 + rnd(&s) % 40);
-    json_t *rows = json_object();
     size_t i = 0;
     while (i < CHANGES) {
       size_t n = 1 + rnd(&s) % 25;
       if (i + n > CHANGES) n = CHANGES - i;
       append(customer, c, i, i + n);
-      for (size_t k = i; k < i + n; k++) model_apply(rows, &c[k]);
       i += n;
       if (rnd(&s) % 3 == 0 || i == CHANGES) fold(p); /* sometimes several appends per fold */
     }
-    json_t *want = model_desired(rows), *dirty = json_object();
-    json_t *got = store_desired(customer, dirty);
-    assert_same(want, got, "desired state", seed);
-    /* nothing was applied: exactly the desired entities are dirty */
-    const char *k;
-    json_t *v;
-    json_object_foreach(want, k, v) json_object_set_new(want, k, json_true());
-    assert_same(want, dirty, "dirty set", seed);
-    json_decref(want);
-    json_decref(got);
-    json_decref(dirty);
-    json_decref(rows);
+    assert_matches_model(customer, c, CHANGES, "desired state", seed);
     ferry_projector_close(p);
     free_stream(c, CHANGES);
   }
+}
+
+/* A long fold into an empty projection (the first fold, a replay) answers
+ * reads of keys no batch has written yet without the store (a write
+ * filter, see proj_fold_to). Over many rows, changes that come back to a
+ * row batches later, and fold batches of random sizes, it must give what
+ * the model gives: then so must a long fold over the non-empty projection
+ * (no filter), and a replay of everything (a filter again). */
+static void test_long_first_fold_equals_scratch(void **state) {
+  (void)state;
+  enum { FIRST = 4000, MORE = 1500, LONG_SEEDS = 12 }; /* both over the 1,000 of a long fold */
+  SCALE = 25;
+  for (unsigned seed = 1; seed <= LONG_SEEDS; seed++) {
+    char customer[32];
+    snprintf(customer, sizeof customer, "long%u", seed);
+    gen_change *c = gen_stream(seed + 5000, FIRST + MORE);
+    unsigned s = seed;
+    for (size_t i = 0; i < FIRST; i += 500) append(customer, c, i, i + 500);
+    ferry_projector *p = open_proj(customer, 1 + rnd(&s) % 300);
+    fold(p);
+    assert_matches_model(customer, c, FIRST, "desired state after a first long fold", seed);
+    append(customer, c, FIRST, FIRST + MORE);
+    fold(p);
+    assert_matches_model(customer, c, FIRST + MORE, "desired state after a second long fold", seed);
+    ferry_error err;
+    assert_int_equal(ferry_projector_replay(p, NULL, NULL, &err), FERRY_OK);
+    assert_matches_model(customer, c, FIRST + MORE, "desired state after a replay", seed);
+    ferry_projector_close(p);
+    free_stream(c, FIRST + MORE);
+  }
+  SCALE = 1;
 }
 
 static int collect_plan(void *arg, const ferry_call *c) {
@@ -652,6 +693,7 @@ int main(void) {
       cmocka_unit_test(test_long_fold_after_sync_reads_applied),
       cmocka_unit_test(test_cleared_marks_do_not_pile_up),
       cmocka_unit_test(test_incremental_equals_scratch),
+      cmocka_unit_test(test_long_first_fold_equals_scratch),
       cmocka_unit_test(test_rewind_and_replay),
       cmocka_unit_test(test_mapping_change_refused),
   };
