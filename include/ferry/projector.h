@@ -30,7 +30,7 @@ typedef struct ferry_projector ferry_projector;
 typedef struct ferry_projector_opts {
   const char *id_field;           /* the cloud's id field, default "id" */
   const char *external_key_field; /* default "legacy_key" */
-  size_t fold_batch_events;       /* events per fold batch (one atomic commit); 0: 20,000 */
+  size_t fold_batch_events;       /* events per fold batch (one atomic commit); 0: 10,000 */
 } ferry_projector_opts;
 
 /* Opens customer's projection over store with mapping (both borrowed, must

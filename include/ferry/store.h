@@ -235,6 +235,9 @@ ferry_wfilter *ferry_wfilter_create(size_t bytes, unsigned families);
 void ferry_wfilter_destroy(ferry_wfilter *f);
 /* Makes indexed batch b read with (and commit into) f; NULL: no filter. */
 void ferry_wbatch_use_filter(ferry_wbatch *b, ferry_wfilter *f);
+/* Waits for b's commit if one runs, then empties it for reuse: the same
+ * customer and kind, no writes, no batch under it, no filter. */
+void ferry_wbatch_reset(ferry_wbatch *b);
 /* sync: wait for the WAL to reach the disk. */
 ferry_status ferry_wbatch_commit(ferry_wbatch *b, bool sync, ferry_error *err);
 /* Starts writing b (not synced) on a thread of its own and returns at once;

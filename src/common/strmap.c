@@ -86,6 +86,13 @@ strmap_entry *strmap_upsert(strmap *m, const void *key, size_t len, int *added) 
   return e;
 }
 
+void strmap_clear(strmap *m, void (*free_val)(void *)) {
+  for (size_t i = 0; free_val && i < m->count; i++) free_val(m->entries[i].val);
+  m->count = 0;
+  if (m->slots) memset(m->slots, 0, m->nslots * sizeof *m->slots);
+  arena_reset(&m->keys);
+}
+
 void strmap_free(strmap *m, void (*free_val)(void *)) {
   for (size_t i = 0; free_val && i < m->count; i++) free_val(m->entries[i].val);
   arena_free(&m->keys);

@@ -35,6 +35,9 @@ strmap_entry *strmap_get(const strmap *m, const void *key, size_t len);
 /* The same, with the key's strmap_hash computed once for several maps. */
 uint64_t strmap_hash(const void *key, size_t len);
 strmap_entry *strmap_get_hashed(const strmap *m, const void *key, size_t len, uint64_t hash);
+/* Empties the map for reuse, keeping its arrays (a fold's next batch fills
+ * it to about the same size); values are freed by free_val if not NULL. */
+void strmap_clear(strmap *m, void (*free_val)(void *));
 /* Frees keys; values are freed by free_val if not NULL. */
 void strmap_free(strmap *m, void (*free_val)(void *));
 

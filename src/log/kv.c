@@ -112,6 +112,7 @@ struct ferry_wbatch {
   ferry_store *s;
   key_prefix p;
   rocksdb_writebatch_t *wb;       /* every write: what commit writes */
+  rocksdb_writebatch_t *sorted;   /* indexed: what commit writes instead (kept for reuse) */
   bool indexed;
   strmap point;                   /* indexed: family byte + key -> ov_val* into wb */
   arena mem;                       /* indexed: point's ov_vals, the scan writes' rests */
@@ -376,14 +377,16 @@ static int entry_cmp(const void *a, const void *b) {
  * writer thread of a fold spent 40% less time (measured at 1M entities).
  * Keeping only the latest write of a key changes nothing that reads see.
  */
-static rocksdb_writebatch_t *sorted_writes(const ferry_wbatch *b) {
+static rocksdb_writebatch_t *sorted_writes(ferry_wbatch *b) {
   size_t n = b->point.count, size = 0;
   const strmap_entry **v = malloc((n ? n : 1) * sizeof *v);
-  rocksdb_writebatch_t *wb = v ? rocksdb_writebatch_create() : NULL;
+  if (v && !b->sorted) b->sorted = rocksdb_writebatch_create();
+  rocksdb_writebatch_t *wb = v ? b->sorted : NULL;
   if (!wb) {
     free(v);
     return NULL;
   }
+  rocksdb_writebatch_clear(wb); /* keeps its buffer: a batch's writes are megabytes */
   for (size_t i = 0; i < n; i++) v[i] = &b->point.entries[i];
   qsort(v, n, sizeof *v, entry_cmp);
   const char *data = rocksdb_writebatch_data(b->wb, &size);
@@ -411,7 +414,6 @@ static ferry_status commit_write(ferry_wbatch *b, bool sync, ferry_error *err) {
   if (b->indexed && !sorted) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   rocksdb_write(b->s->db, sync ? b->s->wo_sync : b->s->wo_nosync, sorted ? sorted : b->wb,
                 &errmsg);
-  if (sorted) rocksdb_writebatch_destroy(sorted);
   return rdb_check(errmsg, err, "cannot write batch for customer %.*s", (int)b->p.len - 1,
                    b->p.b + 1);
 }
@@ -545,10 +547,33 @@ void ferry_wbatch_destroy(ferry_wbatch *b) {
   if (!b) return;
   ferry_wbatch_commit_wait(b, NULL);
   if (b->wb) rocksdb_writebatch_destroy(b->wb);
+  if (b->sorted) rocksdb_writebatch_destroy(b->sorted);
   strmap_free(&b->point, NULL);
   arena_free(&b->mem);
   strmap_free(&b->groups, group_free);
   free(b);
+}
+
+/* Keeps the buffers (the WriteBatch's, the maps' arrays), which a fold's
+ * next batch fills to about the same size: allocated anew, every batch grew
+ * them from nothing, copying and faulting in fresh pages (9% of the fold
+ * thread at 1M entities, where a long fold returns freed pages at once). */
+void ferry_wbatch_reset(ferry_wbatch *b) {
+  if (!b) return;
+  ferry_wbatch_commit_wait(b, NULL);
+  rocksdb_writebatch_clear(b->wb);
+  strmap_clear(&b->point, NULL);
+  strmap_clear(&b->groups, group_free);
+  arena_reset(&b->mem);
+  b->under = NULL;
+  b->filter = NULL;
+  b->via = NULL;
+  b->qnext = NULL;
+  b->via_sync = false;
+  b->committing = false;
+  b->commit_st = FERRY_OK;
+  ferry_error_clear(&b->commit_err);
+  ferry_error_clear(&b->err);
 }
 
 /* The latest write of (cf, key) in b or the batches under it, or NULL; *in

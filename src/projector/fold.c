@@ -46,7 +46,9 @@
 #include "projector/proj.h"
 
 
-#define FOLD_BATCH_BYTES (8u << 20) /* mirror writes; derived ones add about as much */
+/* Mirror writes; derived ones add about as much. Two batches are in memory
+ * at once, and each keeps its buffers for the next (ferry_wbatch_reset). */
+#define FOLD_BATCH_BYTES (4u << 20)
 
 typedef struct seqlist {
   uint64_t *v;
@@ -841,15 +843,18 @@ done:
 /* Folds the events after folded_seq, up to to, into a new batch *out that
  * reads through under (an earlier batch still being written) and filter
  * (may be NULL), with the checkpoint in it; *out is NULL when there was
- * nothing to fold. */
+ * nothing to fold. It takes *spare, if there is one, instead of a new batch. */
 static ferry_status fold_batch(ferry_projector *p, uint64_t to, ferry_wbatch *under,
-                               ferry_wfilter *filter, ferry_wbatch **out, ferry_error *err) {
+                               ferry_wfilter *filter, ferry_wbatch **spare, ferry_wbatch **out,
+                               ferry_error *err) {
   fold_ctx c = {p, NULL, {0}, err, NULL, NULL, NULL};
   ferry_log_iter *it = NULL;
   strmap_init(&c.touched);
   ferry_status st = FERRY_OK;
   *out = NULL;
-  if (!(c.b = ferry_wbatch_create_indexed(p->store, p->customer, scan_prefix)))
+  c.b = *spare; /* an emptied batch of this fold, buffers and all */
+  *spare = NULL;
+  if (!c.b && !(c.b = ferry_wbatch_create_indexed(p->store, p->customer, scan_prefix)))
     return ferry_error_set(err, FERRY_ENOMEM, "out of memory starting a fold batch");
   ferry_wbatch_read_through(c.b, under);
   ferry_wbatch_use_filter(c.b, filter);
@@ -892,11 +897,18 @@ done:
   return st;
 }
 
-/* Waits for the batch being written and frees it; keeps the first error. */
-static ferry_status finish(ferry_wbatch **b, ferry_status st, ferry_error *err) {
+/* Waits for the batch being written and keeps it, emptied, as *spare (or
+ * frees it); keeps the first error. */
+static ferry_status finish(ferry_wbatch **b, ferry_wbatch **spare, ferry_status st,
+                           ferry_error *err) {
   ferry_error e2;
   ferry_status st2 = ferry_wbatch_commit_wait(*b, &e2);
-  ferry_wbatch_destroy(*b);
+  if (spare && !*spare) {
+    ferry_wbatch_reset(*b);
+    *spare = *b;
+  } else {
+    ferry_wbatch_destroy(*b);
+  }
   *b = NULL;
   if (st2 && !st && err) *err = e2;
   return st ? st : st2;
@@ -967,7 +979,7 @@ static ferry_status check_empty(ferry_projector *p, uint64_t events, ferry_wfilt
 ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn progress,
                           void *arg, uint64_t *folded, ferry_error *err) {
   uint64_t start = p->folded_seq;
-  ferry_wbatch *writing = NULL, *b = NULL;
+  ferry_wbatch *writing = NULL, *b = NULL, *spare = NULL;
   ferry_wfilter *filter = NULL;
   ferry_status st = FERRY_OK;
   /* (writes of the applier still pending would land beside the filter) */
@@ -978,10 +990,10 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
   bool bulk = limit > start && limit - start > FOLD_BULK_MEMORY;
   if (bulk) ferry_store_bulk_memory_begin();
   while (p->folded_seq < limit) {
-    st = fold_batch(p, limit, writing, filter, &b, err);
+    st = fold_batch(p, limit, writing, filter, &spare, &b, err);
     if (writing) {
       ferry_wbatch_read_through(b, NULL);
-      st = finish(&writing, st, err);
+      st = finish(&writing, &spare, st, err);
     }
     if (st || !b) break; /* an error, or the log ends before limit */
     if ((st = ferry_wbatch_commit_start(b, err))) break;
@@ -992,8 +1004,9 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
     b = NULL;
     if (progress) progress(arg, p->folded_seq - start, limit - start);
   }
-  if (writing) st = finish(&writing, st, err);
+  if (writing) st = finish(&writing, NULL, st, err);
   ferry_wbatch_destroy(b);
+  ferry_wbatch_destroy(spare);
   if (bulk) ferry_store_bulk_memory_end();
   ferry_wfilter_destroy(filter); /* after the last batch using it is written */
   p->none_applied = false;

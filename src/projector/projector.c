@@ -169,7 +169,7 @@ ferry_status ferry_projector_open(ferry_projector **out, ferry_store *store,
   if (!p) return ferry_error_set(err, FERRY_ENOMEM, "out of memory");
   p->store = store;
   p->map = mapping;
-  p->fold_batch = opts && opts->fold_batch_events ? opts->fold_batch_events : 20000;
+  p->fold_batch = opts && opts->fold_batch_events ? opts->fold_batch_events : 10000;
   p->nentities = ferry_mapping_entity_count(mapping);
   p->njoins = ferry_mapping_joins(mapping, &p->joins);
   p->customer = strdup(customer);
