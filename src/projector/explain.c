@@ -115,7 +115,7 @@ ferry_status ferry_projector_explain(ferry_projector *p, const char *entity, con
     goto done;
   }
   if (d && !d->deleted && e != SIZE_MAX) { /* the constituents, as the mapping reads them */
-    proj_src sc = {p, NULL};
+    proj_src sc = {p, NULL, NULL};
     proj_row_source(&sc, &r.inner);
     ferry_row_source src = {&r, rec_get_row, rec_each_row};
     json_t *root = NULL;

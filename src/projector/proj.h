@@ -108,6 +108,7 @@ ferry_status proj_mark_referrers(ferry_projector *p, ferry_wbatch *b, size_t ent
 typedef struct proj_src {
   ferry_projector *p;
   ferry_wbatch *b;
+  struct strmap *lookups; /* rows looked up, while the mirror stands still (may be NULL) */
 } proj_src;
 void proj_row_source(proj_src *ctx, ferry_row_source *src);
 /* The live row (table, key) through b as a JSON object, or NULL; *mr (optional) the record. */
