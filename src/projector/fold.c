@@ -649,14 +649,6 @@ static int claims_from_record(const Ferry__V1__DesiredEntity *old, const char *m
   return rc;
 }
 
-/* The applied record of (entity, ekey), or NULL: none at all for a customer
- * that has never been synced (a first fold reads no applied record). */
-static ferry_status fold_applied_get(fold_ctx *c, const char *entity, const char *ekey,
-                                     Ferry__V1__AppliedEntity **out) {
-  *out = NULL;
-  return c->p->none_applied ? FERRY_OK : proj_applied_get(c->p, c->b, entity, ekey, out, c->err);
-}
-
 /* Writes a desired record for (e, ekey) from its owner; marks dirty as needed. */
 static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const char *me,
                                claim_action act, json_t *hint, const seqlist *seqs) {
@@ -699,7 +691,7 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
    * entity whose payload comes out the same costs no read of it (at scale,
    * a read that would miss the block cache). */
   if (!payload) { /* no entity under this key any more */
-    if ((st = fold_applied_get(c, ename, ekey, &applied))) goto done;
+    if ((st = proj_applied_get(c->p, c->b, ename, ekey, &applied, c->err))) goto done;
     if (had) {
       edit_backrefs(c->b, ename, ekey, old->payload, NULL, false);
       if ((st = proj_mark_referrers(p, c->b, e, ekey, c->err))) goto done;
@@ -733,7 +725,7 @@ static ferry_status settle_key(fold_ctx *c, size_t e, const char *ekey, const ch
   for (size_t i = 0; same && i < cl.nothers; i++) /* the claimant list is authoritative */
     same = strcmp(old->conflicts[i], cl.others[i]) == 0;
   if (same) goto done;
-  if ((st = fold_applied_get(c, ename, ekey, &applied))) goto done;
+  if ((st = proj_applied_get(c->p, c->b, ename, ekey, &applied, c->err))) goto done;
   Ferry__V1__DesiredEntity d = FERRY__V1__DESIRED_ENTITY__INIT;
   d.payload = text;
   d.hash.data = h.digest;
@@ -948,14 +940,14 @@ static ferry_status finish(ferry_wbatch **b, ferry_wbatch **spare, ferry_status 
  * is, so the store always holds a whole number of batches and the
  * checkpoint of the last.
  */
-/* A long fold of a customer that has never been synced skips every read of
- * applied state (a miss each, through every level): one seek says there is
- * none. A fold runs alone (the customer is locked, and a sync does not run
- * beside a fold), so nothing is applied until it ends. More generally, a
- * long fold over families that are empty for the customer (a first fold, a
- * replay) reads them through a write filter (ferry_wfilter), which answers
- * most of its reads, of rows and entities that do not exist yet, without
- * the store. Short folds skip the seeks. */
+/* A long fold over families that are empty for the customer (a first fold,
+ * a replay; one seek per family says so) reads them through a write filter
+ * (ferry_wfilter), which answers most of its reads, of rows and entities
+ * that do not exist yet, and every read of applied state of a customer
+ * never synced, without the store (each was a miss through every level).
+ * A fold runs alone (the customer is locked, and a sync does not run beside
+ * a fold), so nothing else writes those families while it runs. Short folds
+ * skip the seeks. */
 #define FOLD_CHECK_EMPTY 1000
 /* The filter's size per event folded: the demo mapping's fold writes 7.0
  * keys and scan prefixes an event, so about 9 bits each (2% false
@@ -980,8 +972,8 @@ static ferry_status family_empty(ferry_projector *p, ferry_cf cf, bool *empty, f
   return st;
 }
 
-/* Sets none_applied, and *filter for the projection's families that are
- * empty for the customer (NULL: none is). */
+/* Sets *filter for the projection's families that are empty for the
+ * customer (NULL: none is). */
 static ferry_status check_empty(ferry_projector *p, uint64_t events, ferry_wfilter **filter,
                                 ferry_error *err) {
   static const ferry_cf fams[] = {FERRY_CF_MIRROR, FERRY_CF_INDEX, FERRY_CF_DESIRED,
@@ -994,7 +986,6 @@ static ferry_status check_empty(ferry_projector *p, uint64_t events, ferry_wfilt
     if (st) return st;
     if (empty) mask |= 1u << fams[i];
   }
-  p->none_applied = mask & (1u << FERRY_CF_APPLIED);
   if (!mask) return FERRY_OK;
   size_t bytes = events > FOLD_FILTER_MAX_BYTES / FOLD_FILTER_BYTES_PER_EVENT
                      ? FOLD_FILTER_MAX_BYTES
@@ -1037,7 +1028,6 @@ ferry_status proj_fold_to(ferry_projector *p, uint64_t limit, ferry_progress_fn 
   ferry_wbatch_destroy(spare);
   if (bulk) ferry_store_bulk_memory_end();
   ferry_wfilter_destroy(filter); /* after the last batch using it is written */
-  p->none_applied = false;
   if (st) proj_state_load(p, NULL); /* the checkpoint is the last batch written */
   if (folded) *folded = p->folded_seq - start;
   return st;

@@ -45,8 +45,6 @@ struct ferry_projector {
   ferry_wbatch *writing;   /* a flushed group still being written (flush_start) */
   ferry_bwriter *writer;   /* writes it; created on the first flush_start */
   uint64_t cleared;        /* dirty marks removed since the dirty range was compacted */
-  bool none_applied;       /* during a long fold: the customer had no applied record at its
-                            * start, and a fold runs alone, so none appears while it runs */
   /* a fold's throwaway protobuf messages (an event while it is applied, a
    * mirror row while it becomes JSON): unpacked into these and dropped
    * whole, instead of a malloc and a free per string and column */
