@@ -32,6 +32,10 @@ static ferry_status copy_out(const char *data, size_t len, char **val, size_t *v
   return FERRY_OK;
 }
 
+static ferry_status not_found(ferry_error *err, ferry_cf cf) {
+  return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+}
+
 /* Reads customer p's key from family cf of the store. */
 static ferry_status kv_read(ferry_store *s, ferry_cf cf, const key_prefix *p, const void *key,
                             size_t klen, char **val, size_t *vlen, ferry_error *err) {
@@ -49,7 +53,7 @@ static ferry_status kv_read(ferry_store *s, ferry_cf cf, const key_prefix *p, co
     data = rocksdb_pinnableslice_value(v, &len);
   if ((st = rdb_check(errmsg, err, "cannot read from family %s", rdb_cf_names[cf]))) goto done;
   if (!data)
-    st = ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+    st = not_found(err, cf);
   else
     st = copy_out(data, len, val, vlen, err);
 done:
@@ -611,13 +615,13 @@ ferry_status ferry_wbatch_get(ferry_wbatch *b, ferry_cf cf, const void *key, siz
   if (!v && hashed && filtered(b->filter, cf) && !bloom_maybe(&b->filter->keys, hash)) {
     *val = NULL;
     *vlen = 0;
-    return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+    return not_found(err, cf);
   }
   if (!v) return kv_read(b->s, cf, &b->p, key, klen, val, vlen, err);
   *val = NULL;
   *vlen = 0;
   if (v->deleted)
-    return ferry_error_set(err, FERRY_ENOTFOUND, "no such key in family %s", rdb_cf_names[cf]);
+    return not_found(err, cf);
   size_t size = 0;
   const char *data = rocksdb_writebatch_data(in->wb, &size);
   return copy_out(data + v->off, v->len, val, vlen, err);
